@@ -1,0 +1,1 @@
+"""deepiso's exporter: PyTorch checkpoint to verified ONNX with a model card."""

@@ -1,0 +1,1 @@
+"""deepiso's training package: datasets, augmentation, the LSTM, losses, the training loop."""
