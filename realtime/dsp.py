@@ -323,7 +323,8 @@ class StreamSynthesizer:
 
     def synthesize(self, ri: np.ndarray, fifo: np.ndarray, level: int) -> None:
         """Overlap-add ``ri`` (``(C, 2*n_bins)`` float32) and append ``hop`` samples to ``fifo`` at ``level``."""
-        _synthesize(ri, self.synth_window, self.spec.hop, self._spectrum, self._scratch, self._axes, self.acc, fifo, level)
+        _synthesize(ri, self.synth_window, self.spec.hop, self._spectrum, self._scratch, self._axes,
+                    self.acc, fifo, level)
 
 
 #: ``fn(context, out_ri)``: read the awareness context ``(C, K, 2*bins)`` and

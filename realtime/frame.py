@@ -141,7 +141,8 @@ class FrameSpec:
         ``n_fft - gcd(block_size, hop) + future_frames * hop``; ``None`` means
         blocks of any, varying size (``gcd`` of 1).
         """
-        if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
+        bad = isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
+        if block_size is not None and bad:
             raise FrameSpecError(f"block_size must be a positive integer, got {block_size!r}")
         g = 1 if block_size is None else math.gcd(block_size, self.hop)
         return self.n_fft - g + self.future_frames * self.hop

@@ -1,0 +1,388 @@
+"""The isolation network: pure tensors in, pure tensors out (no I/O, no STFT).
+
+One step of the model sees the *awareness context* of one frame: the
+real+imag features (:func:`deepiso.realtime.dsp.features` layout: all real
+parts, then all imaginary parts) of ``spec.context`` frames, oldest first,
+concatenated. Offline this is exactly
+``dsp.awareness(dsp.features(dsp.stft(x, spec)), spec.past_frames, spec.future_frames)``;
+streaming it is ``StreamAnalyzer.context.reshape(C, -1)``.
+
+The report's network ("seed") is::
+
+    context (K * 2 * bins) -> pre-FC -> 2-layer LSTM -> 3-layer FC -> real+imag vocal spectrum
+
+Everything beyond it is a switch in :class:`ModelConfig` so the report's
+configuration stays runnable by name and every change can be measured
+against it: per-frame input compression (power law, inside the network so it
+exports), band compression of the input, a per-frame encoder shared across
+the context ("encode once, then stack"), and mask outputs (chosen by
+``FrameSpec.output``).
+
+``forward(x, state) -> (y, state)`` with the LSTM state explicit, so a call
+over a whole sequence equals frame-by-frame calls carrying the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from deepiso.realtime.frame import FrameSpec
+
+#: Version of :meth:`ModelConfig.to_dict`'s layout; readers refuse newer ones.
+MODEL_FORMAT_VERSION = 1
+
+ENCODERS = ("stack", "encode_once")
+COMPRESSIONS = ("none", "power")
+ACTIVATIONS = ("relu", "tanh", "gelu")
+
+State = tuple[Tensor, Tensor]
+
+
+class ModelConfigError(ValueError):
+    """A model configuration that cannot be built, or a serialised one we cannot read."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`IsolatorNet` (the frame contract is separate: :class:`FrameSpec`).
+
+    * ``hidden``, ``layers``: LSTM width and depth.
+    * ``pre_fc``: width of the fully connected layer before the LSTM (the
+      report's "pre-FC"); 0 feeds the (encoded) context to the LSTM directly.
+    * ``fc_layers``, ``fc_width``: the FC head after the LSTM (``fc_layers``
+      linear layers; the last one maps to ``spec.output_size``); ``fc_width``
+      0 means ``hidden``.
+    * ``encoder``: ``"stack"`` (the report: the K frames are concatenated and
+      mixed by the pre-FC) or ``"encode_once"`` (one per-frame encoder of
+      width ``encoder_width`` shared by all K context positions; its outputs
+      are stacked, cutting the input layer's weights K-fold, and a full
+      sequence encodes each frame once).
+    * ``input_compression``: ``"none"`` or ``"power"``: each complex bin
+      ``X`` becomes ``X * (|X| + eps)^(compression_power - 1)`` (magnitude
+      raised to the power, phase kept) before anything else.
+    * ``bands``: 0, or the number of triangular, mel-spaced bands the
+      (compressed) magnitude of each frame is pooled into; the phase is then
+      dropped, so this suits mask outputs.
+    * ``activation``: non-linearity of the FC layers; ``dropout`` between the
+      LSTM layers (training only); ``mask_bound``: bound of a complex mask's
+      real and imaginary parts (``bound * tanh``).
+    """
+
+    name: str = "custom"
+    hidden: int = 256
+    layers: int = 2
+    pre_fc: int = 256
+    fc_layers: int = 3
+    fc_width: int = 0
+    encoder: str = "stack"
+    encoder_width: int = 0
+    input_compression: str = "none"
+    compression_power: float = 0.3
+    bands: int = 0
+    activation: str = "relu"
+    dropout: float = 0.0
+    mask_bound: float = 1.5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ModelConfigError` naming the first impossible setting."""
+        for name in ("hidden", "layers", "pre_fc", "fc_layers", "fc_width", "encoder_width", "bands"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ModelConfigError(f"{name} must be an integer, got {value!r}")
+        if self.hidden < 1 or self.layers < 1:
+            raise ModelConfigError(f"hidden and layers must be >= 1, got {self.hidden} and {self.layers}")
+        if self.pre_fc < 0 or self.fc_width < 0 or self.encoder_width < 0 or self.bands < 0:
+            raise ModelConfigError("pre_fc, fc_width, encoder_width and bands must be >= 0")
+        if self.fc_layers < 1:
+            raise ModelConfigError(f"fc_layers must be >= 1, got {self.fc_layers}")
+        if self.encoder not in ENCODERS:
+            raise ModelConfigError(f"unknown encoder {self.encoder!r}; choose one of {ENCODERS}")
+        if self.encoder == "encode_once" and self.encoder_width < 1:
+            raise ModelConfigError("encoder 'encode_once' needs encoder_width >= 1")
+        if self.input_compression not in COMPRESSIONS:
+            raise ModelConfigError(
+                f"unknown input_compression {self.input_compression!r}; choose one of {COMPRESSIONS}")
+        if not 0.0 < float(self.compression_power) <= 1.0:
+            raise ModelConfigError(f"compression_power must be in (0, 1], got {self.compression_power}")
+        if self.activation not in ACTIVATIONS:
+            raise ModelConfigError(f"unknown activation {self.activation!r}; choose one of {ACTIVATIONS}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not float(self.mask_bound) > 0.0:
+            raise ModelConfigError(f"mask_bound must be > 0, got {self.mask_bound}")
+
+    # ------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": MODEL_FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ModelConfigError(f"a model config must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("format_version", MODEL_FORMAT_VERSION)
+        if not isinstance(version, int) or version < 1:
+            raise ModelConfigError(f"model config format_version {version!r} is not valid")
+        if version > MODEL_FORMAT_VERSION:
+            raise ModelConfigError(
+                f"model config format_version {version} is newer than this deepiso understands "
+                f"({MODEL_FORMAT_VERSION}); upgrade deepiso")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelConfigError(f"model config has unknown fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------
+# Named configurations
+
+CONFIGS: dict[str, tuple[FrameSpec, ModelConfig]] = {
+    # The report's model exactly: 44.1 kHz, n_fft 1024, hop 256, hann; awareness
+    # of K=5 frames centred on the output frame; pre-FC to the LSTM width;
+    # 2-layer LSTM (256); 3-layer FC; real+imag of the vocal spectrum out.
+    "seed": (
+        FrameSpec(sample_rate=44_100, n_fft=1024, hop=256, window="hann", past_frames=2, future_frames=2,
+                  output="spectrum"),
+        ModelConfig(name="seed", hidden=256, layers=2, pre_fc=256, fc_layers=3, fc_width=256, encoder="stack"),
+    ),
+    # Real time: causal (no look-ahead, latency = n_fft - hop + block jitter),
+    # a ratio mask on the current frame, power-law input compression and a
+    # shared per-frame encoder; ~1.6 M parameters (~6.6 MB fp32).
+    "default": (
+        FrameSpec(sample_rate=44_100, n_fft=1024, hop=256, window="hann", past_frames=4, future_frames=0,
+                  output="ratio_mask"),
+        ModelConfig(name="default", hidden=256, layers=2, pre_fc=0, fc_layers=3, fc_width=256,
+                    encoder="encode_once", encoder_width=96, input_compression="power", compression_power=0.3),
+    ),
+    # A tiny network for tests (random init is fine): 16 kHz, n_fft 256, hop 64,
+    # one look-ahead frame so the whole chain exercises future awareness.
+    "tiny-test": (
+        FrameSpec(sample_rate=16_000, n_fft=256, hop=64, window="hann", past_frames=2, future_frames=1,
+                  output="spectrum"),
+        ModelConfig(name="tiny-test", hidden=16, layers=2, pre_fc=16, fc_layers=3, fc_width=16, encoder="stack"),
+    ),
+}
+
+
+def get_config(name: str) -> tuple[FrameSpec, ModelConfig]:
+    """The named ``(FrameSpec, ModelConfig)``; ``KeyError`` with the known names otherwise."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise KeyError(f"unknown model configuration {name!r}; known: {', '.join(sorted(CONFIGS))}") from None
+
+
+# ----------------------------------------------------------------------------
+# Building blocks
+
+
+def mel_bands(n_bins: int, sample_rate: int, bands: int) -> Tensor:
+    """Triangular, mel-spaced pooling matrix ``(bands, n_bins)``; every bin is covered.
+
+    Each row sums the bins of one band with triangular weights; rows are
+    normalised to sum to one so band values stay on the scale of the bins.
+    """
+    if bands > n_bins:
+        raise ModelConfigError(f"{bands} bands is more than the {n_bins} frequency bins")
+
+    def hz_to_mel(f: float) -> float:
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+
+    def mel_to_hz(m: float) -> float:
+        return 700.0 * (10 ** (m / 2595.0) - 1.0)
+
+    nyquist = sample_rate / 2
+    mels = [hz_to_mel(nyquist) * i / (bands + 1) for i in range(bands + 2)]
+    # Centres in bins, forced strictly increasing so low bands are never empty.
+    pos = [mel_to_hz(m) / nyquist * (n_bins - 1) for m in mels]
+    for i in range(1, len(pos)):
+        pos[i] = max(pos[i], pos[i - 1] + 1.0)
+    scale = (n_bins - 1) / pos[-1]
+    pos = [p * scale for p in pos]
+    k = torch.arange(n_bins, dtype=torch.float64)
+    rows = []
+    for b in range(bands):
+        lo, mid, hi = pos[b], pos[b + 1], pos[b + 2]
+        up = (k - lo) / max(mid - lo, 1e-9)
+        down = (hi - k) / max(hi - mid, 1e-9)
+        w = torch.clamp(torch.minimum(up, down), min=0.0)
+        if b == 0:
+            w = torch.where(k <= mid, torch.ones_like(w), w)
+        if b == bands - 1:
+            w = torch.where(k >= mid, torch.ones_like(w), w)
+        rows.append(w / w.sum().clamp_min(1e-9))
+    return torch.stack(rows).to(torch.float32)
+
+
+def _activation(name: str) -> nn.Module:
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
+
+
+class FrameTransform(nn.Module):
+    """Per-frame input transform: power-law compression and band pooling.
+
+    ``(..., 2 * n_bins)`` real+imag → ``(..., frame_size)`` where
+    ``frame_size`` is ``2 * n_bins`` (no bands) or ``bands``.
+    """
+
+    def __init__(self, spec: FrameSpec, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_bins = spec.n_bins
+        self.compress = cfg.input_compression == "power"
+        self.power = float(cfg.compression_power)
+        self.use_bands = cfg.bands > 0
+        if self.use_bands:
+            self.register_buffer("band_matrix", mel_bands(spec.n_bins, spec.sample_rate, cfg.bands).T.contiguous())
+        self.frame_size = cfg.bands if self.use_bands else spec.feature_size
+
+    def forward(self, f: Tensor) -> Tensor:
+        re, im = f[..., : self.n_bins], f[..., self.n_bins :]
+        if not (self.compress or self.use_bands):
+            return f
+        mag = torch.sqrt(re * re + im * im + 1e-12)
+        if self.use_bands:
+            m = mag ** self.power if self.compress else mag
+            return m @ self.band_matrix
+        gain = (mag + 1e-8) ** (self.power - 1.0)
+        return torch.cat([re * gain, im * gain], dim=-1)
+
+
+# ----------------------------------------------------------------------------
+# The network
+
+
+class IsolatorNet(nn.Module):
+    """Awareness context in, vocal spectrum (or mask) out, one row per frame.
+
+    ``forward(x, state=None) -> (y, state)``:
+
+    * ``x``: ``(B, T, spec.input_size)`` float32, row ``t`` = the context of
+      frame ``t`` (``spec.context`` feature frames, oldest first);
+    * ``state``: ``(h, c)``, each ``(layers, B, hidden)``; ``None`` = zeros;
+    * ``y``: ``(B, T, spec.output_size)``: ``"spectrum"`` → real+imag of the
+      vocal spectrum of the centre frame (context row ``past_frames``);
+      ``"ratio_mask"`` → one gain in [0, 1] per bin for the centre frame;
+      ``"complex_mask"`` → real+imag of a complex gain (each part in
+      ``±mask_bound``) for the centre frame. Use :meth:`vocal_spectrum` to
+      turn any of them into the vocal spectrum.
+
+    With ``encoder="encode_once"`` a sequence call encodes every frame once
+    (row 0's context plus the newest frame of each later row), which equals
+    encoding every context row whenever ``x`` is a true awareness stack of one
+    signal, as both the offline and the streaming feature paths produce.
+    """
+
+    def __init__(self, spec: FrameSpec, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.spec = spec
+        self.cfg = cfg
+        k = spec.context
+        self.frame_transform = FrameTransform(spec, cfg)
+        frame_size = self.frame_transform.frame_size
+        if cfg.encoder == "encode_once":
+            self.frame_encoder: nn.Module | None = nn.Sequential(
+                nn.Linear(frame_size, cfg.encoder_width), _activation(cfg.activation))
+            width = k * cfg.encoder_width
+        else:
+            self.frame_encoder = None
+            width = k * frame_size
+        if cfg.pre_fc:
+            self.pre_fc: nn.Module = nn.Sequential(nn.Linear(width, cfg.pre_fc), _activation(cfg.activation))
+            width = cfg.pre_fc
+        else:
+            self.pre_fc = nn.Identity()
+        self.lstm = nn.LSTM(width, cfg.hidden, num_layers=cfg.layers, batch_first=True,
+                            dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        fc_width = cfg.fc_width or cfg.hidden
+        head: list[nn.Module] = []
+        width = cfg.hidden
+        for _ in range(cfg.fc_layers - 1):
+            head += [nn.Linear(width, fc_width), _activation(cfg.activation)]
+            width = fc_width
+        head.append(nn.Linear(width, spec.output_size))
+        self.head = nn.Sequential(*head)
+
+    # ------------------------------------------------------------- state
+    def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
+        """Zero ``(h, c)``, each ``(layers, batch, hidden)`` float32."""
+        shape = (self.cfg.layers, batch, self.cfg.hidden)
+        dev = device if device is not None else next(self.parameters()).device
+        return torch.zeros(shape, device=dev), torch.zeros(shape, device=dev)
+
+    # ------------------------------------------------------------- forward
+    def _encode(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        k, f = self.spec.context, self.spec.feature_size
+        if self.frame_encoder is None:
+            frames = self.frame_transform(x.reshape(b, t, k, f))
+            return frames.reshape(b, t, -1)
+        # The distinct frames of a consistent awareness stack: row 0's K frames,
+        # then the newest frame of every later row: (B, T + K - 1, F).
+        distinct = torch.cat([x[:, 0].reshape(b, k, f), x[:, 1:, (k - 1) * f :]], dim=1)
+        enc = self.frame_encoder(self.frame_transform(distinct))  # (B, T + K - 1, E)
+        return torch.cat([enc[:, j : j + t] for j in range(k)], dim=-1)  # (B, T, K * E)
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        if x.dim() != 3 or x.shape[-1] != self.spec.input_size:
+            raise ValueError(f"expected input (batch, frames, {self.spec.input_size}), got {tuple(x.shape)}")
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        z = self.pre_fc(self._encode(x))
+        z, (h, c) = self.lstm(z, state)
+        y = self.head(z)
+        if self.spec.output == "ratio_mask":
+            y = torch.sigmoid(y)
+        elif self.spec.output == "complex_mask":
+            y = self.cfg.mask_bound * torch.tanh(y)
+        return y, (h, c)
+
+    # ------------------------------------------------------------- outputs
+    def centre_features(self, x: Tensor) -> Tensor:
+        """The centre frame's real+imag features ``(..., 2 * n_bins)`` from contexts ``(..., input_size)``."""
+        f, p = self.spec.feature_size, self.spec.past_frames
+        return x[..., p * f : (p + 1) * f]
+
+    def vocal_spectrum(self, y: Tensor, x: Tensor) -> Tensor:
+        """Real+imag vocal spectrum ``(..., 2 * n_bins)`` from output ``y`` and the input contexts ``x``.
+
+        This is what the engine does after the network: a spectrum passes
+        through; a mask multiplies the (uncompressed) centre frame.
+        """
+        n = self.spec.n_bins
+        if self.spec.output == "spectrum":
+            return y
+        mix = self.centre_features(x)
+        mr, mi = mix[..., :n], mix[..., n:]
+        if self.spec.output == "ratio_mask":
+            return torch.cat([mr * y, mi * y], dim=-1)
+        gr, gi = y[..., :n], y[..., n:]
+        return torch.cat([mr * gr - mi * gi, mr * gi + mi * gr], dim=-1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_model(spec: FrameSpec, cfg: ModelConfig) -> IsolatorNet:
+    """A fresh :class:`IsolatorNet` (PyTorch's default init) for ``spec`` and ``cfg``."""
+    if cfg.bands and spec.output == "spectrum":
+        # Band pooling drops the phase; a spectrum output would have to invent it.
+        raise ModelConfigError("bands > 0 needs a mask output (ratio_mask or complex_mask), not 'spectrum'")
+    return IsolatorNet(spec, cfg)
+
+
+def build_named(name: str) -> IsolatorNet:
+    """``build_model(*get_config(name))``."""
+    return build_model(*get_config(name))
