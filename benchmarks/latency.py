@@ -1,0 +1,294 @@
+"""Latency benchmark of the live engine.
+
+Measures, for the default configuration (the ``default`` model, or
+``tiny-test`` when no default model is shipped) and a few others:
+
+1. algorithmic latency per configuration (frame spec, block size, device rate);
+2. per-hop compute of the isolator (p50/p99/max, % of the hop period) and the
+   real-time factor;
+3. end-to-end delay through a private PulseAudio server at block sizes
+   128/256/512 (chirps, one recording of a 4-channel bus);
+4. xruns in a soak (10 minutes by default, ``--soak-seconds``) at block size 256.
+
+Targets for the default configuration on a 2-core machine: p99 per-hop compute
+<= 15 % of the hop period; algorithmic latency <= 20 ms; 0 xruns in the soak.
+Writes ``benchmarks/results/latency.json`` and prints a table.
+
+    python benchmarks/latency.py [--soak-seconds 600] [--model NAME] [--skip-pulse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deepiso.realtime.host import Host
+from deepiso.realtime.onnx_model import ModelError, shipped_models
+from deepiso.realtime.plugins.basic import Gain, Mix
+from deepiso.realtime.plugins.isolator import Isolator
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
+TARGET_P99_FRACTION = 0.15
+TARGET_ALGORITHMIC_MS = 20.0
+E2E_BLOCKS = (128, 256, 512)
+
+
+def default_model_name(requested: str | None) -> str:
+    if requested:
+        return requested
+    try:
+        return "default" if "default" in shipped_models() else "tiny-test"
+    except ModelError:
+        return "tiny-test"
+
+
+# ----------------------------------------------------------------------------
+# 1. algorithmic latency
+
+
+def algorithmic(model: str) -> list[dict]:
+    rows = []
+    iso = Isolator(model, channels=1)
+    spec = iso.spec
+    for device_rate in sorted({spec.sample_rate, 48_000}):
+        for block in (None, 128, 256, 512):
+            host = Host([Isolator(model, channels=1)], device_rate, 1, max_block=max(block or 0, 2048),
+                        block_size=block)
+            rows.append({"model": model, "device_rate": device_rate, "model_rate": spec.sample_rate,
+                         "n_fft": spec.n_fft, "hop": spec.hop, "future_frames": spec.future_frames,
+                         "block": block, "resampled": host.resampler is not None,
+                         "latency_samples": host.latency_samples, "latency_ms": round(host.latency_ms, 3)})
+    return rows
+
+
+# ----------------------------------------------------------------------------
+# 2. per-hop compute
+
+
+def compute(model: str, seconds: float = 20.0, channels: int = 1) -> dict:
+    iso = Isolator(model, channels=channels)
+    spec = iso.spec
+    hop = spec.hop
+    host = Host([iso, Mix.parse("vocals")], spec.sample_rate, channels, block_size=hop)
+    rng = np.random.default_rng(0)
+    n_hops = int(seconds * spec.sample_rate / hop)
+    x = (0.3 * rng.standard_normal((n_hops * hop, channels))).astype(np.float32)
+    out = np.empty_like(x)
+    times = np.empty(n_hops)
+    for k in range(n_hops):
+        a = k * hop
+        t0 = time.perf_counter()
+        host.process(x[a : a + hop], out[a : a + hop])
+        times[k] = time.perf_counter() - t0
+    period = hop / spec.sample_rate
+    return {
+        "model": model, "channels": channels, "hop": hop, "sample_rate": spec.sample_rate,
+        "hop_period_ms": 1000 * period, "hops": n_hops,
+        "p50_us": float(np.percentile(times, 50) * 1e6), "p99_us": float(np.percentile(times, 99) * 1e6),
+        "max_us": float(times.max() * 1e6),
+        "p99_fraction_of_hop": float(np.percentile(times, 99) / period),
+        "real_time_factor": float(times.sum() / (n_hops * period)),
+    }
+
+
+# ----------------------------------------------------------------------------
+# 3 + 4. through PulseAudio
+
+
+def _chirp(rate: int) -> np.ndarray:
+    seconds, f0, f1 = 0.04, 300.0, 3000.0
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))) * np.hanning(t.size)).astype(
+        np.float32)
+
+
+def _lags(rec: np.ndarray, rate: int) -> list[int]:
+    c = _chirp(rate)
+
+    def onsets(sig: np.ndarray) -> list[int]:
+        corr = np.correlate(sig, c, mode="valid")
+        if corr.size == 0 or corr.max() <= 0:
+            return []
+        thr, i, peaks = 0.5 * float(corr.max()), 0, []
+        while i < corr.size:
+            if corr[i] > thr:
+                j = i + int(np.argmax(corr[i : i + c.size]))
+                peaks.append(j)
+                i = j + c.size
+            else:
+                i += 1
+        return peaks
+
+    src, dst = onsets(rec[:, 0]), np.array(onsets(rec[:, 2]))
+    return [int(dst[(dst >= s) & (dst < s + rate // 4)][0] - s) for s in src
+            if dst.size and ((dst >= s) & (dst < s + rate // 4)).any()]
+
+
+def end_to_end(server, model: str, backend: str, block: int) -> dict:
+    from deepiso.realtime.backends import open_stream
+    from deepiso.realtime.virtual_device import BUS_MAP, PULSE_RATE
+
+    iso = Isolator(model, channels=1)
+    rate = iso.spec.sample_rate
+    # vocals + instrumental = the input, delayed by exactly the isolator's latency: timeable chirps.
+    host = Host([iso, Mix.parse("mixture")], rate, 1, block_size=block)
+    stream = open_stream(host, backend, "iso_in", "iso_out", rate, block, "low")
+    path = server.root / f"e2e-{block}-{backend}.raw"
+    rec = server.parec("bus.monitor", 4, latency_ms=10, path=path, channel_map=BUS_MAP)
+    x = np.zeros((int(2.4 * PULSE_RATE), 2), np.float32)
+    c = _chirp(PULSE_RATE)
+    for t in (0.25, 0.71, 1.38, 1.9):
+        i = int(t * PULSE_RATE)
+        x[i : i + c.size] += c[:, None]
+    try:
+        stream.start()
+        time.sleep(0.3)
+        server.pacat("iso_play", 2, x.tobytes()).wait(10)
+        time.sleep(0.4)
+        stream.check()
+    finally:
+        stream.stop()
+        stream.close()
+        rec.terminate()
+        rec.wait(5)
+    data = np.fromfile(path, np.float32)
+    lags = _lags(data[: data.size // 4 * 4].reshape(-1, 4), PULSE_RATE)
+    return {
+        "backend": backend, "block": block, "model_rate": rate, "chirps_found": len(lags),
+        "measured_ms": [round(1000 * lag / PULSE_RATE, 2) for lag in lags],
+        "algorithmic_ms": round(host.latency_ms, 2),
+        "device_reported_ms": round(1000 * sum(stream.device_latency), 2),
+        "bound_ms": round(1000 * stream.latency_samples / rate, 2), "xruns": host.stats().xruns,
+    }
+
+
+def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1.0) -> dict:
+    from deepiso.realtime.backends import open_stream
+
+    iso = Isolator(model, channels=1)
+    rate = iso.spec.sample_rate
+    host = Host([iso, Mix.parse("vocals"), Gain(0.0)], rate, 1, block_size=block)
+    stream = open_stream(host, "sounddevice", "iso_in", "iso_out", rate, block, "low")
+    # A steady input: noise played into the engine's input for the whole soak.
+    player = server.pacat_loop("iso_play", seconds + settle + 2)
+    try:
+        stream.start()
+        time.sleep(settle)
+        start_xruns, start_blocks = host.xruns, host.blocks
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            stream.check()
+            time.sleep(0.2)
+        stats = host.stats()
+    finally:
+        stream.stop()
+        stream.close()
+        player.kill()
+        player.wait(5)
+    return {"seconds": seconds, "block": block, "model_rate": rate, "xruns": stats.xruns - start_xruns,
+            "xruns_at_start": start_xruns, "blocks": stats.blocks - start_blocks, "faults": stats.faults,
+            "restarts": stream.restarts, "cpu_load_avg": round(stats.cpu_load, 4),
+            "cpu_load_peak": round(stats.cpu_peak, 4)}
+
+
+def _with_server(fn):
+    from deepiso.realtime.backends import refresh_portaudio
+    from deepiso.realtime.virtual_device import PrivatePulseServer
+
+    root = Path(tempfile.mkdtemp(prefix="deepiso-bench-pulse-"))
+    server = PrivatePulseServer(root)
+    saved = {k: os.environ.get(k) for k in server.env}
+    server.start()
+    os.environ.update(server.env)
+    refresh_portaudio()
+    try:
+        return fn(server)
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="model name or path (default: 'default', else 'tiny-test')")
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument("--compute-seconds", type=float, default=20.0)
+    parser.add_argument("--skip-pulse", action="store_true", help="no end-to-end or soak measurement")
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    model = default_model_name(args.model)
+
+    result: dict = {"model": model, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                                 "python": sys.version.split()[0]},
+                    "targets": {"p99_fraction_of_hop": TARGET_P99_FRACTION,
+                                "algorithmic_ms": TARGET_ALGORITHMIC_MS, "soak_xruns": 0}}
+    result["algorithmic"] = algorithmic(model)
+    result["compute"] = [compute(model, args.compute_seconds, channels=c) for c in (1, 2)]
+    if not args.skip_pulse:
+        def pulse_part(server) -> None:
+            result["end_to_end"] = [end_to_end(server, model, backend, block)
+                                    for backend in ("sounddevice", "pyaudio") for block in E2E_BLOCKS]
+            result["soak"] = soak(server, model, args.soak_seconds)
+        _with_server(pulse_part)
+
+    default_alg = next(r for r in result["algorithmic"] if r["block"] == 256 and not r["resampled"])
+    checks = {
+        "algorithmic_latency_ms <= 20 (block 256, model rate)": default_alg["latency_ms"] <= TARGET_ALGORITHMIC_MS,
+        "p99 per-hop compute <= 15% of hop (mono)": result["compute"][0]["p99_fraction_of_hop"]
+        <= TARGET_P99_FRACTION,
+    }
+    if "soak" in result:
+        checks[f"0 xruns in {args.soak_seconds:.0f} s soak at block 256"] = result["soak"]["xruns"] == 0
+    result["checks"] = checks
+
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
+
+    print(f"model: {model}")
+    print("\nalgorithmic latency")
+    print(f"  {'device Hz':>9} {'block':>6} {'resampled':>9} {'samples':>8} {'ms':>7}")
+    for r in result["algorithmic"]:
+        print(f"  {r['device_rate']:>9} {str(r['block'] or 'any'):>6} {str(r['resampled']):>9} "
+              f"{r['latency_samples']:>8} {r['latency_ms']:>7.2f}")
+    print("\nper-hop compute")
+    print(f"  {'ch':>3} {'hop ms':>7} {'p50 us':>8} {'p99 us':>8} {'max us':>8} {'p99 % hop':>9} {'RTF':>7}")
+    for r in result["compute"]:
+        print(f"  {r['channels']:>3} {r['hop_period_ms']:>7.2f} {r['p50_us']:>8.1f} {r['p99_us']:>8.1f} "
+              f"{r['max_us']:>8.1f} {100 * r['p99_fraction_of_hop']:>8.1f}% {r['real_time_factor']:>7.4f}")
+    if "end_to_end" in result:
+        print("\nend-to-end through PulseAudio (ms)")
+        print(f"  {'backend':>11} {'block':>6} {'measured':>22} {'algorithmic':>11} {'bound':>7} {'xruns':>5}")
+        for r in result["end_to_end"]:
+            measured = ",".join(f"{m:.1f}" for m in r["measured_ms"]) or "lost"
+            print(f"  {r['backend']:>11} {r['block']:>6} {measured:>22} {r['algorithmic_ms']:>11.1f} "
+                  f"{r['bound_ms']:>7.1f} {r['xruns']:>5}")
+        s = result["soak"]
+        print(f"\nsoak: {s['seconds']:.0f} s at block {s['block']}: {s['xruns']} xruns "
+              f"({s['xruns_at_start']} while starting), {s['restarts']} restarts, faults {s['faults']}, "
+              f"CPU {100 * s['cpu_load_avg']:.1f}% avg")
+    print("\nchecks")
+    for name, ok in checks.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    print(f"\nwrote {args.output}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

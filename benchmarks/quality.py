@@ -1,0 +1,686 @@
+"""Quality benchmark: how much better is deepiso than what a user would use otherwise?
+
+Every system runs on the same items in one run and is scored on its vocal
+estimate against the vocal truth (mono downmix of both, at the item's rate):
+
+* SI-SDR (dB; zero-mean, scale-invariant) and SI-SDR improvement over the
+  unprocessed mixture (SI-SDRi);
+* SDR (BSSEval v4 through ``museval``: 1 s windows, median over windows, then
+  median over items, as MUSDB18 results are reported; the accompaniment
+  estimate is ``mixture - vocal estimate``). ``--sdr fast`` uses
+  ``fast_bss_eval`` (512-tap distortion filter) on the same 1 s windows;
+* residual in voice-free stretches: energy of the estimate over energy of the
+  mixture in the 20 ms frames where the vocal truth is 60 dB below its
+  loudest frame (one frame of margin either side), dB; only when at least
+  0.2 s of such stretches exist;
+* for speech items: wide-band PESQ and STOI at 16 kHz (``pesq``, ``pystoi``);
+* speed: CPU seconds (process time, all threads) of the system's own call per
+  minute of audio, with one thread where the system lets us set it; the soxr
+  resampling to and from a peer's native rate is done outside the timed call.
+
+Systems: our models (``--model NAME_OR_PATH``, repeatable: a shipped model
+name or ``.onnx`` file through ``deepiso.realtime.onnx_model.load_model``, or a
+training checkpoint ``.pt``), the report's ICA baseline (``deepiso.train``),
+the peers in ``peers.py`` (noisereduce, RNNoise, DeepFilterNet3, Open-Unmix's
+architecture with ``--openunmix CKPT``), the oracle ideal ratio and binary
+masks (upper bounds), and the unprocessed mixture (reference, SI-SDRi 0).
+
+Writes ``benchmarks/results/quality.json``, prints a markdown table and draws
+``quality_sisdri.png`` (box plots) and ``quality_clip_*.png`` (the report's
+Table 2 view: waveforms of source, predictions and truth, with spectrograms).
+
+    python benchmarks/quality.py --corpus /work/data/corpus --split valid --per-cell 4 \\
+        --model default --save-set /tmp/evalset
+    python benchmarks/quality.py --set /tmp/evalset --model my.onnx --openunmix umx/
+    python benchmarks/quality.py --synthetic --per-cell 2            # no corpus: generated set
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread for every numeric library, set before numpy loads them: the
+# speed column compares systems on one core.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules when imported from tests
+
+import evalset  # noqa: E402
+import peers  # noqa: E402
+from peers import PeerUnavailable, System, downmix  # noqa: E402
+
+from deepiso.realtime import dsp  # noqa: E402
+from deepiso.realtime.audio_io import resample  # noqa: E402
+from deepiso.realtime.frame import FrameSpec  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------
+# Metrics (mono float arrays (n,) at one rate)
+
+
+def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """Scale-invariant SDR in dB (Le Roux et al. 2019), both signals made zero-mean first."""
+    est = np.asarray(estimate, np.float64) - np.mean(estimate)
+    ref = np.asarray(reference, np.float64) - np.mean(reference)
+    if est.shape != ref.shape:
+        raise ValueError(f"estimate {est.shape} and reference {ref.shape} differ in shape")
+    alpha = float(np.dot(est, ref) / (np.dot(ref, ref) + EPS))
+    target = alpha * ref
+    noise = est - target
+    return float(10 * np.log10((np.dot(target, target) + EPS) / (np.dot(noise, noise) + EPS)))
+
+
+def voice_free_mask(vocals: np.ndarray, rate: int, frame_s: float = 0.02, below_db: float = 60.0) -> np.ndarray:
+    """Per-sample bool ``(n,)``: True in 20 ms frames where the vocals are ``below_db`` under their loudest frame.
+
+    Frames next to a voiced frame are not voice-free (margin for onsets and tails).
+    """
+    n = vocals.shape[0]
+    hop = max(1, int(frame_s * rate))
+    frames = n // hop
+    if frames == 0:
+        return np.zeros(n, bool)
+    energy = np.mean(np.square(vocals[: frames * hop].astype(np.float64)).reshape(frames, hop), axis=1)
+    quiet = energy <= energy.max() * 10 ** (-below_db / 10)
+    voiced = ~quiet
+    grown = voiced.copy()
+    grown[1:] |= voiced[:-1]
+    grown[:-1] |= voiced[1:]
+    mask = np.zeros(n, bool)
+    mask[: frames * hop] = np.repeat(~grown, hop)
+    return mask
+
+
+def residual_db(estimate: np.ndarray, mixture: np.ndarray, vocals: np.ndarray, rate: int,
+                min_seconds: float = 0.2) -> float | None:
+    """Level of the estimate relative to the mixture in voice-free stretches (dB), or None if there are too few."""
+    mask = voice_free_mask(vocals, rate)
+    if mask.sum() < min_seconds * rate:
+        return None
+    e = float(np.sum(np.square(estimate[mask], dtype=np.float64)))
+    m = float(np.sum(np.square(mixture[mask], dtype=np.float64)))
+    if m <= 0:
+        return None
+    return float(10 * np.log10((e + EPS * m) / m))
+
+
+def bss_sdr(estimate: np.ndarray, vocals: np.ndarray, mixture: np.ndarray, rate: int,
+            method: str = "museval") -> float | None:
+    """Vocal SDR (dB), BSSEval v4 over 1 s windows, median over windows with an audible reference.
+
+    ``method``: "museval" (``museval.evaluate``, the MUSDB18 reference code)
+    or "fast" (``fast_bss_eval.sdr``, filter length 512, the same windows).
+    The accompaniment estimate is ``mixture - estimate``.
+    """
+    refs = np.stack([vocals, mixture - vocals]).astype(np.float64)
+    ests = np.stack([estimate, mixture - estimate]).astype(np.float64)
+    # BSSEval refuses an all-zero estimate (the mixture as the vocal estimate leaves a zero
+    # accompaniment); a -200 dB dither keeps the system determined and changes no score.
+    dither = 1e-10 * np.random.default_rng(0).standard_normal(ests.shape[1])
+    for k in range(2):
+        if not np.any(ests[k]):
+            ests[k] = dither
+    if method == "museval":
+        import museval
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sdr, _isr, _sir, _sar = museval.evaluate(refs[..., None], ests[..., None], win=rate, hop=rate)
+        values = sdr[0]
+    elif method == "fast":
+        import fast_bss_eval
+
+        values = []
+        for a in range(0, refs.shape[1] - rate + 1, rate):
+            r, e = refs[:, a: a + rate], ests[:, a: a + rate]
+            if np.sum(r[0] ** 2) < 1e-8 * rate:  # museval leaves silent-reference windows out too
+                continue
+            values.append(float(fast_bss_eval.sdr(r, e, filter_length=512, load_diag=1e-10)[0]))
+        values = np.asarray(values)
+    else:
+        raise ValueError(f"unknown SDR method {method!r}; choose museval or fast")
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else None
+
+
+def speech_scores(estimate: np.ndarray, vocals: np.ndarray, rate: int) -> dict[str, float | None]:
+    """Wide-band PESQ and STOI at 16 kHz; a score is None when its package is missing or refuses the clip."""
+    out: dict[str, float | None] = {"pesq": None, "stoi": None}
+    est16 = resample(estimate[:, None].astype(np.float32), rate, 16_000)[:, 0]
+    ref16 = resample(vocals[:, None].astype(np.float32), rate, 16_000)[:, 0]
+    try:
+        from pesq import pesq
+
+        out["pesq"] = float(pesq(16_000, ref16, est16, "wb"))
+    except Exception:  # ImportError, or PESQ finding no utterance in the clip
+        pass
+    try:
+        from pystoi import stoi
+
+        out["stoi"] = float(stoi(ref16, est16, 16_000, extended=False))
+    except Exception:
+        pass
+    return out
+
+
+def score(estimate: np.ndarray, item: evalset.Item, sdr_method: str | None) -> dict[str, Any]:
+    """All metrics of one mono estimate ``(n,)`` at the item's rate."""
+    mix, voc = downmix(item.mixture), downmix(item.vocals)
+    s = si_sdr(estimate, voc)
+    row: dict[str, Any] = {"si_sdr": s, "si_sdri": s - si_sdr(mix, voc),
+                           "residual_db": residual_db(estimate, mix, voc, item.rate)}
+    if sdr_method:
+        row["sdr"] = bss_sdr(estimate, voc, mix, item.rate, sdr_method)
+    if item.meta.get("voice") == "speech":
+        row.update(speech_scores(estimate, voc, item.rate))
+    return row
+
+
+# ----------------------------------------------------------------------------
+# Our models, the ICA baseline, the oracles
+
+
+def spectral_apply(x: np.ndarray, spec: FrameSpec, frame_fn) -> np.ndarray:
+    """Offline analysis → ``frame_fn(frames (T, bins) complex) -> vocal frames`` → synthesis, delay removed.
+
+    ``x``: mono float32 ``(n,)``. Returns ``(n,)`` aligned with ``x``.
+    """
+    n = x.shape[0]
+    padded = np.concatenate([x, np.zeros(spec.n_fft, np.float32)])  # so the last samples are synthesised
+    frames = dsp.stft(padded, spec)
+    y = dsp.istft(frame_fn(frames), spec)
+    return dsp.align(y, spec.n_fft - spec.hop, n)
+
+
+class ModelSystem(System):
+    """One of our models: a shipped name or ``.onnx`` file (onnxruntime, one thread), or a ``.pt`` checkpoint.
+
+    Runs the mono downmix through the offline twin of the engine's path:
+    STFT → real+imag features → awareness → model → vocal spectrum (a mask
+    multiplies the mixture's centre frame) → overlap-add, delay removed.
+    """
+
+    kind = "ours"
+
+    def __init__(self, name_or_path: str, label: str | None = None) -> None:
+        self.source = name_or_path
+        self.name = f"deepiso:{Path(name_or_path).stem if name_or_path.endswith(('.onnx', '.pt')) else name_or_path}"
+        self.label = label or f"deepiso {name_or_path}"
+
+    def load(self) -> None:
+        if self.source.endswith(".pt"):
+            try:
+                import torch
+
+                from deepiso.train.checkpoint import load_checkpoint
+            except ImportError as exc:
+                raise PeerUnavailable(f"{self.source}: loading a checkpoint needs the train extra ({exc})") from None
+            model, info = load_checkpoint(self.source)
+            torch.set_num_threads(1)
+            self.spec = model.spec
+            self._torch_model, self._torch = model, torch
+            self._step = None
+            self.note = f"checkpoint {self.source} (PyTorch, 1 thread)"
+        else:
+            from deepiso.realtime.onnx_model import load_model
+
+            self._step = load_model(self.source, batch=1, providers=["CPUExecutionProvider"], threads=1)
+            self.spec = self._step.spec
+            card = self._step.card
+            trained = bool(card.get("validation") or card.get("metrics") or card.get("training"))
+            self.note = f"{card.get('name')} {card.get('version')} ({self._step.path.name}), onnxruntime CPU 1 thread"
+            if card.get("name") == "tiny-test" or not trained:
+                self.note += "; UNTRAINED (random weights): shows the plumbing only"
+                self.label += " (untrained)"
+        self.rate = self.spec.sample_rate
+        self.causal = self.spec.causal
+
+    def _vocal_frames(self, frames: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        ctx = dsp.awareness(dsp.features(frames), spec.past_frames, spec.future_frames)[None]  # (1, T, input)
+        if self._step is not None:
+            self._step.reset()
+            y = self._step.run_sequence(np.ascontiguousarray(ctx, np.float32))[0]
+        else:
+            with self._torch.inference_mode():
+                y = self._torch_model(self._torch.from_numpy(np.ascontiguousarray(ctx, np.float32)))[0][0].numpy()
+        if spec.output == "spectrum":
+            return dsp.from_features(y)
+        if spec.output == "ratio_mask":
+            return frames * y
+        return frames * dsp.from_features(y)
+
+    def separate(self, mixture: np.ndarray, rate: int,
+                 truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        return spectral_apply(downmix(mixture), self.spec, self._vocal_frames)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "source": self.source, "frame_spec": self.spec.to_dict(),
+                "latency_ms": round(self.spec.latency_ms(self.spec.hop), 2)}
+
+
+#: Where the report's ICA baseline may live in the training package (module, function).
+ICA_LOCATIONS = (("deepiso.train.baselines", "ica_separate"), ("deepiso.train.baselines", "ica"),
+                 ("deepiso.train.baseline", "ica_separate"), ("deepiso.train.ica", "ica_separate"))
+
+
+class ICASystem(System):
+    """The report's baseline: ICA on the stereo mixture (from ``deepiso.train``).
+
+    ICA returns its components in no particular order or scale; we keep the
+    component that correlates best with the vocal truth (the most favourable
+    choice for the baseline; SI-SDR ignores the scale).
+    """
+
+    name = "ica"
+    label = "ICA on the stereo mix (report's baseline)"
+    kind = "baseline"
+    needs_truth = True
+
+    def load(self) -> None:
+        import importlib
+
+        for module, attr in ICA_LOCATIONS:
+            try:
+                fn = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError):
+                continue
+            self._ica = fn
+            self.note = f"{module}.{attr}; component chosen by correlation with the truth"
+            return
+        raise PeerUnavailable("the ICA baseline is not in deepiso.train (looked for "
+                              + ", ".join(f"{m}.{a}" for m, a in ICA_LOCATIONS) + ")")
+
+    def separate(self, mixture: np.ndarray, rate: int,
+                 truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        comps = np.asarray(self._ica(np.asarray(mixture, np.float32)), np.float64)
+        if comps.ndim == 3:  # (sources, channels, n) → mono per source
+            comps = comps.mean(axis=1)
+        comps = comps.reshape(-1, mixture.shape[-1])
+        voc = downmix(truth[0]).astype(np.float64)
+        corr = [abs(np.dot(c - c.mean(), voc)) / (np.linalg.norm(c - c.mean()) + EPS) for c in comps]
+        best = comps[int(np.argmax(corr))]
+        return best.astype(np.float32)
+
+
+class OracleMask(System):
+    """Ideal ratio mask (``|V|^2 / (|V|^2 + |B|^2)``) or ideal binary mask (``|V| > |B|``) from the truth.
+
+    STFT 2048/512 Hann at the item's rate, applied to the mono mixture: the
+    best any single-channel mask of this resolution can do (an upper bound).
+    """
+
+    kind = "oracle"
+    needs_truth = True
+
+    def __init__(self, binary: bool) -> None:
+        self.binary = binary
+        self.name = "oracle_ibm" if binary else "oracle_irm"
+        self.label = f"oracle ideal {'binary' if binary else 'ratio'} mask (upper bound)"
+        self.note = "STFT 2048/512 Hann; mask from the true vocals and background"
+
+    def separate(self, mixture: np.ndarray, rate: int,
+                 truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        spec = FrameSpec(sample_rate=rate, n_fft=2048, hop=512, past_frames=0, future_frames=0)
+        pad = np.zeros(spec.n_fft, np.float32)
+        v = dsp.stft(np.concatenate([downmix(truth[0]), pad]), spec)
+        b = dsp.stft(np.concatenate([downmix(truth[1]), pad]), spec)
+        if self.binary:
+            mask = (np.abs(v) > np.abs(b)).astype(np.float32)
+        else:
+            pv, pb = np.abs(v) ** 2, np.abs(b) ** 2
+            mask = pv / (pv + pb + EPS)
+        return spectral_apply(downmix(mixture), spec, lambda frames: frames * mask)
+
+
+class MixtureSystem(System):
+    """The unprocessed mixture as the estimate: the reference row (SI-SDRi 0 by definition)."""
+
+    name = "mixture"
+    label = "unprocessed mixture (reference)"
+    kind = "reference"
+
+    def separate(self, mixture: np.ndarray, rate: int,
+                 truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        return downmix(mixture).copy()
+
+
+# ----------------------------------------------------------------------------
+# Running
+
+
+def run_system(system: System, item: evalset.Item) -> tuple[np.ndarray, float, float]:
+    """``(estimate (n,) at the item's rate, cpu_seconds, wall_seconds)`` of one system on one item."""
+    rate = system.rate or item.rate
+    mix, voc = item.mixture, item.vocals
+    if rate != item.rate:
+        mix = resample(mix.T, item.rate, rate).T
+        voc = resample(voc.T, item.rate, rate).T
+    truth = (voc, mix - voc) if system.needs_truth else None
+    mix = np.ascontiguousarray(mix, np.float32)
+    c0, w0 = time.process_time(), time.perf_counter()
+    est = system.separate(mix, rate, truth)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    est = np.asarray(est, np.float32).reshape(-1)
+    if rate != item.rate:
+        est = resample(est[:, None], rate, item.rate)[:, 0]
+    n = item.mixture.shape[-1]
+    est = np.pad(est[:n], (0, max(0, n - est.shape[0])))
+    if not np.isfinite(est).all():
+        raise RuntimeError(f"{system.name} returned NaN/Inf on {item.name}")
+    return est, cpu, wall
+
+
+def check_delays(systems: list[System]) -> dict[str, dict[str, int]]:
+    """Measure each streaming peer's raw delay on a speech-like signal; warn when it is not the stated one."""
+    out = {}
+    for s in systems:
+        if not isinstance(s, peers.FrameStreamPeer):
+            continue
+        rng = np.random.default_rng(7)
+        x = evalset._formant_voice(rng, s.rate, 2.0, sung=False)
+        measured = peers.measure_delay(s.raw, x, max_delay=4 * s.delay + s.frame)
+        out[s.name] = {"stated": s.delay, "measured": measured}
+        if abs(measured - s.delay) > s.frame // 4:
+            print(f"warning: {s.name} output delay measured {measured} samples, stated {s.delay}", file=sys.stderr)
+    return out
+
+
+def _median(values: list) -> float | None:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.median(v)) if v else None
+
+
+def summarize(rows: list[dict[str, Any]], systems: list[System], items: list[evalset.Item]) -> dict[str, Any]:
+    """Medians per system: overall, per category, per SNR, and the speed."""
+    cats = sorted({it.category for it in items}, key=lambda c: list(evalset.CATEGORIES).index(c)
+                  if c in evalset.CATEGORIES else 99)
+    snrs = sorted({it.meta.get("snr_db") for it in items if it.meta.get("snr_db") is not None})
+    out = {}
+    for s in systems:
+        mine = [r for r in rows if r["system"] == s.name]
+        if not mine:
+            continue
+        summ: dict[str, Any] = {}
+        for metric in ("si_sdr", "si_sdri", "sdr", "residual_db", "pesq", "stoi"):
+            summ[metric] = _median([r.get(metric) for r in mine])
+        summ["si_sdri_by_category"] = {c: _median([r["si_sdri"] for r in mine if r["category"] == c]) for c in cats}
+        summ["si_sdri_by_snr"] = {f"{snr:g}": _median([r["si_sdri"] for r in mine if r.get("snr_db") == snr])
+                                  for snr in snrs}
+        seconds = sum(r["seconds"] for r in mine)
+        summ["cpu_s_per_min"] = 60.0 * sum(r["cpu_s"] for r in mine) / seconds
+        summ["wall_s_per_min"] = 60.0 * sum(r["wall_s"] for r in mine) / seconds
+        summ["items"] = len(mine)
+        out[s.name] = summ
+    return out
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def markdown_table(summary: dict[str, Any], systems: list[System]) -> str:
+    """The README table: medians per system (dB unless stated)."""
+    cats = []
+    for s in summary.values():
+        cats = list(s["si_sdri_by_category"])
+        break
+    head = ["system", "SI-SDRi all"] + [f"SI-SDRi {c.replace('_', ' ')}" for c in cats] + \
+        ["SI-SDR", "SDR (v4)", "gaps vs mix", "PESQ", "STOI", "CPU s / min"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for s in systems:
+        m = summary.get(s.name)
+        if m is None:
+            continue
+        cpu = "—" if s.kind in ("oracle", "reference") else _fmt(m["cpu_s_per_min"], 2)
+        cells = [s.label, _fmt(m["si_sdri"])] + [_fmt(m["si_sdri_by_category"][c]) for c in cats] + \
+            [_fmt(m["si_sdr"]), _fmt(m.get("sdr")), _fmt(m["residual_db"]), _fmt(m["pesq"], 2),
+             _fmt(m["stoi"], 2), cpu]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# Pictures
+
+
+def plot_boxes(rows: list[dict[str, Any]], systems: list[System], path: Path) -> Path:
+    """Box plot of SI-SDRi per system (one box per system, items as points)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s for s in systems if any(r["system"] == s.name for r in rows) and s.kind != "reference"]
+    data = [[r["si_sdri"] for r in rows if r["system"] == s.name] for s in names]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(names)), 4.5))
+    ax.boxplot(data, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data, 1):
+        ax.plot(i + 0.08 * rng.standard_normal(len(d)), d, ".", alpha=0.5, color="tab:blue")
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(range(1, len(names) + 1), [s.label.replace(" (", "\n(") for s in names], fontsize=7)
+    ax.set_ylabel("SI-SDR improvement over the mixture (dB)")
+    ax.set_title("Vocal estimate quality per system (each point one item)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_clip(item: evalset.Item, estimates: dict[str, np.ndarray], labels: dict[str, str], path: Path) -> Path:
+    """The report's Table 2 view for one item: waveform and spectrogram of source, each prediction, truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("Source (mixture)", downmix(item.mixture))] + \
+        [(f"Predicted: {labels[k]}", v) for k, v in estimates.items()] + [("True vocals", downmix(item.vocals))]
+    fig, axes = plt.subplots(len(rows), 2, figsize=(12, 1.6 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1]})
+    t = np.arange(item.mixture.shape[-1]) / item.rate
+    peak = float(np.abs(downmix(item.mixture)).max()) or 1.0
+    for (title, x), (wax, sax) in zip(rows, axes, strict=True):
+        wax.plot(t, x, lw=0.4)
+        wax.set_ylim(-peak, peak)
+        wax.set_xlim(0, t[-1])
+        wax.set_title(title, fontsize=8, loc="left")
+        wax.tick_params(labelsize=6)
+        with np.errstate(divide="ignore"):
+            sax.specgram(x, NFFT=1024, noverlap=768, Fs=item.rate, cmap="magma", vmin=-120,
+                         vmax=-20)
+        sax.set_ylim(0, min(item.rate / 2, 11_000))
+        sax.tick_params(labelsize=6)
+    axes[-1, 0].set_xlabel("time (s)", fontsize=7)
+    axes[-1, 1].set_xlabel("time (s)", fontsize=7)
+    fig.suptitle(f"{item.name}  ({item.meta.get('snr_db', '')} dB SNR)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------
+# Command line
+
+
+def build_systems(args: argparse.Namespace) -> list[System]:
+    systems: list[System] = [MixtureSystem()]
+    systems += [ModelSystem(m) for m in args.model]
+    if not args.no_ica:
+        systems.append(ICASystem())
+    if args.peers != "none":
+        names = None if args.peers == "all" else [p.strip() for p in args.peers.split(",") if p.strip()]
+        systems += peers.available_peers(names, args.openunmix)
+    elif args.openunmix:
+        systems.append(peers.OpenUnmixPeer(args.openunmix))
+    if not args.no_oracle:
+        systems += [OracleMask(binary=False), OracleMask(binary=True)]
+    return systems
+
+
+def load_items(args: argparse.Namespace) -> tuple[list[evalset.Item], dict[str, Any]]:
+    if args.set and Path(args.set).is_dir() and not args.corpus and not args.synthetic:
+        return evalset.load_set(args.set), {"from": "saved set", "folder": str(args.set)}
+    if args.synthetic:
+        corpus = Path(args.synthetic_dir)
+        evalset.make_synthetic_corpus(corpus, splits=(args.split,), files_per_kind=4, seconds=12.0,
+                                      seed=args.seed)
+        how = {"from": "generated corpus", "corpus": str(corpus),
+               "note": "espeak-ng speech, formant-synthesised singing, synthetic music and noise"}
+    elif args.corpus:
+        corpus = Path(args.corpus)
+        how = {"from": "corpus manifest", "corpus": str(corpus)}
+    elif args.set:
+        raise SystemExit(f"error: {args.set}: no such evaluation set folder")
+    else:
+        items: list[evalset.Item] = []
+        how = {}
+        if not args.musdb:
+            raise SystemExit("error: give --set FOLDER, --corpus DIR, --synthetic or --musdb ROOT")
+        return items, {"from": "musdb only"}
+    items = evalset.build_set(corpus, split=args.split, per_cell=args.per_cell, seconds=args.seconds,
+                              seed=args.seed)
+    how.update({"split": args.split, "per_cell": args.per_cell, "seconds": args.seconds, "seed": args.seed})
+    save_to = args.save_set or args.set
+    if save_to:
+        evalset.save_set(items, save_to)
+        how["saved_to"] = str(save_to)
+    return items, how
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = parser.add_argument_group("evaluation set")
+    src.add_argument("--set", type=Path, help="a saved set folder (read it; with --corpus/--synthetic: write it)")
+    src.add_argument("--corpus", type=Path, help="corpus folder with manifest.jsonl (deepiso corpus build)")
+    src.add_argument("--synthetic", action="store_true", help="generate a small corpus and draw the set from it")
+    src.add_argument("--synthetic-dir", type=Path, default=Path("/tmp/deepiso-quality-corpus"))
+    src.add_argument("--split", default="valid", choices=["valid", "test"])
+    src.add_argument("--per-cell", type=int, default=4, help="items per category x SNR")
+    src.add_argument("--seconds", type=float, default=8.0)
+    src.add_argument("--seed", type=int, default=0)
+    src.add_argument("--save-set", type=Path, help="materialise the drawn set to this folder")
+    src.add_argument("--musdb", type=Path, help="MUSDB18 root: add its test tracks")
+    src.add_argument("--musdb-seconds", type=float, default=None, help="keep only the first S seconds of each track")
+    sy = parser.add_argument_group("systems")
+    sy.add_argument("--model", action="append", default=[], help="our model: shipped name, .onnx or .pt (repeat)")
+    sy.add_argument("--openunmix", type=Path, help="Open-Unmix checkpoint (folder with vocals.json + vocals.pth)")
+    sy.add_argument("--peers", default="all", help="all | none | comma list of peer names")
+    sy.add_argument("--no-ica", action="store_true")
+    sy.add_argument("--no-oracle", action="store_true")
+    out = parser.add_argument_group("output")
+    out.add_argument("--sdr", default="museval", choices=["museval", "fast", "none"])
+    out.add_argument("--out", type=Path, default=RESULTS / "quality.json")
+    out.add_argument("--plots", type=Path, default=None, help="folder for PNGs (default: beside --out)")
+    out.add_argument("--clips", type=int, default=3, help="items drawn in the Table 2 view")
+    args = parser.parse_args(argv)
+
+    items, how = load_items(args)
+    if args.musdb:
+        items += evalset.musdb_items(args.musdb, "test", args.musdb_seconds)
+        how["musdb"] = str(args.musdb)
+    if not items:
+        raise SystemExit("error: the evaluation set is empty")
+    sdr_method = None if args.sdr == "none" else args.sdr
+    if sdr_method == "museval":
+        try:
+            import museval  # noqa: F401
+        except ImportError:
+            print("museval not installed: SDR through fast_bss_eval", file=sys.stderr)
+            sdr_method = "fast"
+
+    systems, unavailable = [], {}
+    for s in build_systems(args):
+        try:
+            s.load()
+            systems.append(s)
+        except PeerUnavailable as exc:
+            unavailable[s.name] = str(exc)
+            print(f"not run: {s.name}: {exc}", file=sys.stderr)
+    delays = check_delays(systems)
+
+    clip_items = _clip_choice(items, args.clips)
+    kept: dict[str, dict[str, np.ndarray]] = {it.name: {} for it in clip_items}
+    rows = []
+    for i, it in enumerate(items):
+        for s in systems:
+            est, cpu, wall = run_system(s, it)
+            row = {"item": it.name, "system": s.name, "category": it.category, "snr_db": it.meta.get("snr_db"),
+                   "seconds": it.seconds, "cpu_s": cpu, "wall_s": wall, **score(est, it, sdr_method)}
+            rows.append(row)
+            if it.name in kept and s.kind != "reference":
+                kept[it.name][s.name] = est
+        print(f"[{i + 1}/{len(items)}] {it.name}: " + ", ".join(
+            f"{r['system']} {r['si_sdri']:+.1f}" for r in rows[-len(systems):]), file=sys.stderr)
+
+    summary = summarize(rows, systems, items)
+    table = markdown_table(summary, systems)
+    print(table)
+    plots = args.plots or args.out.parent
+    stem = args.out.stem
+    pictures = [str(plot_boxes(rows, systems, plots / f"{stem}_sisdri.png"))]
+    labels = {s.name: s.label for s in systems}
+    for it in clip_items:
+        pictures.append(str(plot_clip(it, kept[it.name], labels, plots / f"{stem}_clip_{it.name}.png")))
+
+    result = {
+        "benchmark": "quality of the vocal estimate: deepiso vs peers, baseline and oracles on the same items",
+        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "set": {**how, "items": len(items), "categories": sorted({it.category for it in items}),
+                "rate": sorted({it.rate for it in items})},
+        "metrics": {
+            "si_sdr": "dB, zero-mean scale-invariant SDR of the mono vocal estimate",
+            "si_sdri": "dB, SI-SDR minus the mixture's SI-SDR",
+            "sdr": f"dB, BSSEval v4 vocal SDR via {sdr_method}: median over 1 s windows, median over items",
+            "residual_db": "dB, estimate energy / mixture energy where the vocal truth is 60 dB under its peak",
+            "pesq": "wide-band PESQ at 16 kHz (speech items)", "stoi": "STOI at 16 kHz (speech items)",
+            "cpu_s_per_min": "CPU seconds (process time) of the system's call per minute of audio, 1 thread",
+        },
+        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                    "threads": os.environ.get("OMP_NUM_THREADS")},
+        "systems": [s.info() for s in systems],
+        "not_run": unavailable,
+        "streaming_delays": delays,
+        "summary": summary,
+        "markdown": table,
+        "pictures": pictures,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return result
+
+
+def _clip_choice(items: list[evalset.Item], count: int) -> list[evalset.Item]:
+    """One item per category (the 0 dB one when there is one), up to ``count``."""
+    chosen: dict[str, evalset.Item] = {}
+    for it in items:
+        cur = chosen.get(it.category)
+        if cur is None or (it.meta.get("snr_db") == 0.0 and cur.meta.get("snr_db") != 0.0):
+            chosen[it.category] = it
+    return list(chosen.values())[:count]
+
+
+if __name__ == "__main__":
+    main()

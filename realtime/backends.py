@@ -1,0 +1,776 @@
+"""Audio backends that drive a :class:`~deepiso.realtime.host.Host`.
+
+* ``sounddevice`` (default) and ``pyaudio``: a duplex PortAudio stream whose
+  callback calls :meth:`Host.process` on the device's buffers and counts the
+  over/underflows PortAudio reports as xruns.
+* ``file``: the same host over an array or a file, as fast as possible or
+  paced like a device (:class:`ArrayStream`, :func:`run_array`).
+
+Devices are named by PortAudio index, by (part of) a PortAudio device name,
+or by (part of) a PulseAudio/PipeWire sink or source name or description. A
+PulseAudio device is opened through PortAudio's ``pulse`` ALSA device with
+``PULSE_SINK``/``PULSE_SOURCE`` set while the stream opens (the ALSA plugin
+reads them then), so one process can use any sink and source.
+
+Every stream is watched from outside the callback (:meth:`LiveStream.check`):
+a device that stops delivering audio (unplugged, its server module unloaded)
+ends the stream with :class:`DeviceError` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .host import Host
+
+BACKENDS = ("sounddevice", "pyaudio", "file")
+LATENCIES = ("low", "high")
+
+#: A stream that has not called back for this long (seconds, beyond its own
+#: buffering) is considered gone.
+STALL_SECONDS = 2.0
+
+#: How often a stream whose driver thread died is restarted before giving up.
+MAX_RESTARTS = 3
+
+
+class DeviceError(Exception):
+    """A device that is missing, ambiguous, busy, gone, or cannot run as asked."""
+
+
+# ----------------------------------------------------------------------------
+# PulseAudio / PipeWire (through pactl)
+
+
+def _pactl(*args: str, timeout: float = 5.0) -> str:
+    exe = shutil.which("pactl")
+    if exe is None:
+        raise DeviceError("pactl is not installed (Debian: apt-get install pulseaudio-utils)")
+    try:
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"pactl {' '.join(args)} did not answer within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise DeviceError(f"pactl {' '.join(args)}: {proc.stderr.strip() or 'failed'}")
+    return proc.stdout
+
+
+def pulse_running() -> bool:
+    """True when a PulseAudio (or PipeWire-pulse) server answers."""
+    if shutil.which("pactl") is None:
+        return False
+    try:
+        _pactl("info", timeout=3.0)
+    except DeviceError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class PulseDevice:
+    kind: str  # "sink" (output) or "source" (input)
+    name: str
+    description: str
+    channels: int
+    rate: int
+    driver: str
+    monitor_of: str | None = None
+
+    @property
+    def is_monitor(self) -> bool:
+        return self.monitor_of is not None
+
+
+def pulse_devices(kind: str) -> list[PulseDevice]:
+    """Sinks (``kind="sink"``) or sources (``"source"``) of the running server."""
+    data = json.loads(_pactl("--format=json", "list", kind + "s") or "[]")
+    found = []
+    for d in data:
+        spec = str(d.get("sample_specification", ""))
+        parts = spec.split()
+        channels = int(parts[1].rstrip("ch")) if len(parts) > 1 and parts[1].rstrip("ch").isdigit() else 0
+        rate = int(parts[2].rstrip("Hz")) if len(parts) > 2 and parts[2].rstrip("Hz").isdigit() else 0
+        monitor = d.get("monitor_of_sink")
+        found.append(PulseDevice(kind, str(d.get("name", "")), str(d.get("description", "")), channels, rate,
+                                 str(d.get("driver", "")), None if monitor in (None, "n/a") else str(monitor)))
+    return found
+
+
+# ----------------------------------------------------------------------------
+# PortAudio device lists
+
+
+@dataclass(frozen=True)
+class PortAudioDevice:
+    index: int
+    name: str
+    host_api: str
+    max_input: int
+    max_output: int
+    default_rate: float
+
+
+def _sounddevice():
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # the PortAudio library itself is missing
+        raise DeviceError(f"PortAudio is not available ({exc}); Debian: apt-get install libportaudio2") from None
+    return sd
+
+
+def refresh_portaudio() -> None:
+    """Re-scan PortAudio devices (sounddevice caches the list from import time)."""
+    sd = _sounddevice()
+    with contextlib.suppress(Exception):
+        sd._terminate()
+        sd._initialize()
+
+
+def portaudio_devices(backend: str = "sounddevice") -> list[PortAudioDevice]:
+    """PortAudio's devices as the given backend sees them."""
+    if backend == "pyaudio":
+        pa = _pyaudio_instance()
+        try:
+            out = []
+            for i in range(pa.get_device_count()):
+                d = pa.get_device_info_by_index(i)
+                api = pa.get_host_api_info_by_index(d["hostApi"])["name"]
+                out.append(PortAudioDevice(i, d["name"], api, int(d["maxInputChannels"]),
+                                           int(d["maxOutputChannels"]), float(d["defaultSampleRate"])))
+            return out
+        finally:
+            pa.terminate()
+    sd = _sounddevice()
+    apis = sd.query_hostapis()
+    return [PortAudioDevice(i, d["name"], apis[d["hostapi"]]["name"], int(d["max_input_channels"]),
+                            int(d["max_output_channels"]), float(d["default_samplerate"]))
+            for i, d in enumerate(sd.query_devices())]
+
+
+def _pyaudio_instance():
+    try:
+        import pyaudio
+    except ImportError:
+        raise DeviceError("the pyaudio backend needs PyAudio: pip install 'deepiso[pyaudio]'") from None
+    # PyAudio prints ALSA's probing chatter on stderr; it is noise for the user.
+    with _quiet_stderr():
+        return pyaudio.PyAudio()
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------
+# Resolving what the user typed
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A resolved device: a PortAudio index, plus the PulseAudio sink/source when it goes through ``pulse``."""
+
+    index: int | None
+    label: str
+    pulse: PulseDevice | None = None
+
+
+def _int_or_str(value: str | int | None) -> str | int | None:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def _pick(what: str, value: str, matches: list, describe: Callable) -> object | None:
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = "; ".join(describe(m) for m in matches[:8])
+        raise DeviceError(f"{what} {value!r} is ambiguous, it matches: {names}")
+    return None
+
+
+def resolve_device(value: str | int | None, kind: str, backend: str = "sounddevice") -> Endpoint:
+    """Find the device the user means. ``kind``: ``"input"`` or ``"output"``.
+
+    Raises :class:`DeviceError` naming the value for a missing or ambiguous device.
+    """
+    what = f"{kind} device"
+    value = _int_or_str(value)
+    pa_devices = portaudio_devices(backend)
+    has = (lambda d: d.max_input > 0) if kind == "input" else (lambda d: d.max_output > 0)
+    usable = [d for d in pa_devices if has(d)]
+    pulse_pa = next((d for d in usable if d.name == "pulse"), None)
+
+    if isinstance(value, int):
+        dev = next((d for d in pa_devices if d.index == value), None)
+        if dev is None:
+            raise DeviceError(f"there is no {what} number {value}; run 'deepiso devices' to list them")
+        if not has(dev):
+            raise DeviceError(f"device {value} ({dev.name}) has no {kind} channels")
+        return Endpoint(dev.index, dev.name)
+
+    if value is None or value == "":
+        if pulse_pa is not None and pulse_running():
+            return Endpoint(pulse_pa.index, "default (PulseAudio)")
+        if not usable:
+            raise DeviceError(f"no {what} found (no sound card, and no PulseAudio/PipeWire server running)")
+        return Endpoint(None, "default")
+
+    text = str(value)
+    if pulse_pa is not None and pulse_running():
+        pulse_kind = "source" if kind == "input" else "sink"
+        pdevs = pulse_devices(pulse_kind)
+        exact = [d for d in pdevs if d.name == text or d.description == text]
+        loose = [d for d in pdevs if text.lower() in d.name.lower() or text.lower() in d.description.lower()]
+        if kind == "input" and len(loose) > 1:  # a sink's monitor should not shadow a real source
+            loose = [d for d in loose if not d.is_monitor] or loose
+        hit = _pick(what, text, exact, lambda d: d.name) or _pick(what, text, loose, lambda d: d.name)
+        if hit is not None:
+            return Endpoint(pulse_pa.index, f"{hit.description or hit.name} ({pulse_kind} {hit.name})", hit)
+    exact = [d for d in usable if d.name == text]
+    loose = [d for d in usable if text.lower() in d.name.lower()]
+    hit = _pick(what, text, exact, lambda d: f"{d.index} {d.name}") or _pick(
+        what, text, loose, lambda d: f"{d.index} {d.name}")
+    if hit is not None:
+        return Endpoint(hit.index, hit.name)  # type: ignore[attr-defined]
+    raise DeviceError(f"no {what} matches {text!r}; run 'deepiso devices' to list them")
+
+
+@contextlib.contextmanager
+def _pulse_env(inp: Endpoint | None, out: Endpoint | None, latency_s: float | None = None):
+    """Point the ALSA ``pulse`` device at the chosen source/sink while a stream opens.
+
+    ``latency_s`` sets the server-side buffering (``PULSE_LATENCY_MSEC``) for
+    backends that cannot pass a latency to PortAudio (PyAudio).
+    """
+    saved = {k: os.environ.get(k) for k in ("PULSE_SOURCE", "PULSE_SINK", "PULSE_LATENCY_MSEC")}
+    try:
+        if latency_s is not None and ((inp is not None and inp.pulse) or (out is not None and out.pulse)):
+            os.environ["PULSE_LATENCY_MSEC"] = str(max(1, round(1000 * latency_s)))
+        if inp is not None and inp.pulse is not None:
+            os.environ["PULSE_SOURCE"] = inp.pulse.name
+        if out is not None and out.pulse is not None:
+            os.environ["PULSE_SINK"] = out.pulse.name
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ----------------------------------------------------------------------------
+# Streams
+
+
+class LiveStream:
+    """A running (or runnable) stream that drives ``host``.
+
+    ``start()``, ``stop()``, ``close()``; ``check()`` (call it a few times a
+    second from the main thread) raises :class:`DeviceError` if the device
+    failed or stopped delivering audio. ``device_latency`` is the (input,
+    output) latency in seconds the driver reports.
+    """
+
+    backend = "none"
+
+    def __init__(self, host: Host, samplerate: int, blocksize: int | None, channels: int) -> None:
+        self.host = host
+        self.samplerate = samplerate
+        self.blocksize = blocksize
+        self.channels = channels
+        self.device_latency = (0.0, 0.0)
+        self.io_delay = 0.0  # seconds, ADC → DAC of the latest block as the driver reports it
+        self.error: str | None = None
+        self.restarts = 0
+        self._died: str | None = None  # set when the driver's stream ended on its own
+        self._stuck = False  # a driver call hung: never touch the driver stream again
+        self._endpoints: tuple[Endpoint | None, ...] = ()
+        self._started_at: float | None = None
+        self._last_blocks = -1
+        self._last_progress = 0.0
+
+    @property
+    def active(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._started_at = self._last_progress = time.monotonic()
+        self._last_blocks = self.host.blocks
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> LiveStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency of the chain + the latency the driver reports, in samples."""
+        return self.host.latency_samples + round(sum(self.device_latency) * self.samplerate)
+
+    def check(self) -> None:
+        """Raise :class:`DeviceError` if the stream has failed or stalled.
+
+        A stream whose driver thread died (PortAudio's ALSA poll can time out
+        on a loaded machine) is restarted, at most :data:`MAX_RESTARTS` times;
+        ``restarts`` counts them. A device that is gone fails to restart, or
+        stalls, and then this raises.
+        """
+        if self.error:
+            raise DeviceError(self.error)
+        if self._started_at is None:
+            return
+        if self._died is not None:
+            reason, self._died = self._died, None
+            if self.restarts >= MAX_RESTARTS:
+                self.error = f"{reason}; gave up after {self.restarts} restarts"
+                raise DeviceError(self.error)
+            self.restarts += 1
+            try:
+                self._restart()
+            except Exception as exc:  # noqa: BLE001 - any driver failure here means the device is gone
+                self.error = f"{reason}; restarting it failed: {exc}"
+                raise DeviceError(self.error) from None
+            self._last_progress = time.monotonic()
+            return
+        now = time.monotonic()
+        if self.host.blocks != self._last_blocks:
+            self._last_blocks = self.host.blocks
+            self._last_progress = now
+            return
+        allowance = STALL_SECONDS + sum(self.device_latency) + (self.blocksize or 2048) / self.samplerate
+        if now - self._last_progress > allowance:
+            self.error = (f"the audio device stopped delivering audio for {now - self._last_progress:.1f} s "
+                          "(disconnected or taken away?)")
+            raise DeviceError(self.error)
+
+    def _restart(self) -> None:
+        raise DeviceError("this stream cannot restart")
+
+    def _driver_call(self, fn: Callable[[], object], what: str) -> None:
+        """Call the driver with a timeout; a call that hangs marks the stream stuck (never touched again)."""
+        if self._stuck:
+            raise DeviceError("the audio driver is stuck")
+        finished, exc = _call_with_timeout(fn)
+        if not finished:
+            self._stuck = True
+            raise DeviceError(f"the audio driver did not {what} the stream in time")
+        if exc is not None:
+            raise DeviceError(f"cannot {what} the audio stream: {exc}")
+
+    def _restart_driver(self, stop: Callable[[], object], start: Callable[[], object]) -> None:
+        gone = _pulse_endpoint_gone(*self._endpoints)
+        if gone is not None:
+            raise DeviceError(f"device {gone!r} is gone")
+        self._driver_call(stop, "stop")
+        self._driver_call(start, "start")
+
+
+#: SCHED_FIFO priority asked for the audio thread (below PulseAudio's and JACK's usual 5..20
+#: would starve the server; PortAudio's ALSA backend does not ask by itself).
+RT_PRIORITY = 10
+
+
+def raise_thread_priority(priority: int = RT_PRIORITY) -> bool:
+    """Give the calling thread real-time (SCHED_FIFO) priority if the system allows it.
+
+    Called once, from the first audio callback: a real-time thread is not
+    preempted by ordinary work on a busy machine, which is what keeps a small
+    block size free of xruns. Returns False (and changes nothing) when not allowed.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def suggested_latency(latency: str | float, blocksize: int | None, samplerate: int) -> str | float:
+    """The device latency to ask PortAudio for, in seconds (or ``"high"``).
+
+    ``"low"`` is two blocks plus 10 ms, at least 20 ms: PortAudio's own "low"
+    (16 ms output over PulseAudio) underflows about once a second on a busy
+    machine, and every underflow in a duplex stream leaves the round trip one
+    buffer longer for the rest of the run. A number is used as given.
+    """
+    if latency == "low":
+        block = (blocksize or 256) / samplerate
+        return max(0.020, 2 * block + 0.010)
+    if latency == "high":
+        return "high"
+    value = float(latency)
+    if not 0.0 < value <= 2.0:
+        raise DeviceError(f"latency {latency!r} s is outside 0..2 s")
+    return value
+
+
+def _call_with_timeout(fn: Callable[[], object], timeout: float = 3.0) -> tuple[bool, BaseException | None]:
+    """Run a driver call that may block forever on a dead device in a daemon thread.
+
+    Returns ``(finished, exception)``; ``finished`` is False when it did not
+    return within ``timeout`` seconds (the thread is left behind, stuck in the driver).
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            failure.append(exc)
+        done.set()
+
+    threading.Thread(target=run, daemon=True, name="deepiso-driver-call").start()
+    finished = done.wait(timeout)
+    return finished, (failure[0] if failure else None)
+
+
+def _pulse_endpoint_gone(*endpoints: Endpoint | None) -> str | None:
+    """The name of a PulseAudio sink/source among ``endpoints`` that no longer exists, if any."""
+    for ep in endpoints:
+        if ep is None or ep.pulse is None:
+            continue
+        try:
+            names = {d.name for d in pulse_devices(ep.pulse.kind)}
+        except DeviceError:
+            return ep.pulse.name
+        if ep.pulse.name not in names:
+            return ep.pulse.name
+    return None
+
+
+class SoundDeviceStream(LiveStream):
+    """Duplex ``sounddevice.Stream``; the callback runs :meth:`Host.process` on PortAudio's buffers."""
+
+    backend = "sounddevice"
+
+    def __init__(self, host: Host, inp: Endpoint, out: Endpoint, samplerate: int, blocksize: int | None,
+                 channels: int, latency: str | float = "low") -> None:
+        super().__init__(host, samplerate, blocksize, channels)
+        sd = _sounddevice()
+        process, count_xrun = host.process, host.count_xrun
+        self.realtime_priority: bool | None = None
+
+        def callback(indata, outdata, frames, t, status) -> None:  # the audio thread
+            if self.realtime_priority is None:
+                self.realtime_priority = raise_thread_priority()
+            if status:
+                count_xrun()
+            # What the driver says this block's round trip is (ADC → DAC).
+            self.io_delay = t.outputBufferDacTime - t.inputBufferAdcTime
+            process(indata, outdata)
+
+        def finished() -> None:
+            if self._stream is not None and self._wanted and not self._closing and not self._restarting:
+                self._died = "the audio stream ended unexpectedly (device gone?)"
+
+        self._wanted = False
+        self._closing = False
+        self._restarting = False
+        self._stream = None
+        try:
+            with _pulse_env(inp, out):
+                self._stream = sd.Stream(samplerate=samplerate, blocksize=blocksize or 0,
+                                         device=(inp.index, out.index), channels=channels, dtype="float32",
+                                         latency=suggested_latency(latency, blocksize, samplerate),
+                                         callback=callback, finished_callback=finished)
+        except sd.PortAudioError as exc:
+            raise DeviceError(_portaudio_message(exc, inp, out, samplerate, channels)) from None
+        except ValueError as exc:
+            raise DeviceError(f"cannot open {inp.label} → {out.label}: {exc}") from None
+        self.device_latency = tuple(float(x) for x in self._stream.latency)  # type: ignore[assignment]
+        self._endpoints = (inp, out)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._stream is not None and self._stream.active)
+
+    @property
+    def cpu_load(self) -> float:
+        return float(self._stream.cpu_load) if self._stream is not None else 0.0
+
+    def start(self) -> None:
+        sd = _sounddevice()
+        self._wanted = True
+        try:
+            self._stream.start()  # type: ignore[union-attr]
+        except sd.PortAudioError as exc:
+            raise DeviceError(f"cannot start the audio stream: {exc}") from None
+        super().start()
+
+    def _restart(self) -> None:
+        self._restarting = True
+        try:
+            self._restart_driver(self._stream.abort, self._stream.start)  # type: ignore[union-attr]
+        finally:
+            self._restarting = False
+
+    def stop(self) -> None:
+        self._wanted = False
+        if self._stream is not None and not self._stuck:
+            try:
+                self._driver_call(self._stream.abort, "stop")
+            except DeviceError as exc:
+                self.error = self.error or str(exc)
+
+    def close(self) -> None:
+        self._wanted = False
+        self._closing = True
+        if self._stream is not None and not self._stuck:
+            try:
+                self._driver_call(self._stream.close, "close")
+            except DeviceError as exc:
+                self.error = self.error or str(exc)
+        self._stream = None
+
+
+def _portaudio_message(exc: Exception, inp: Endpoint, out: Endpoint, rate: int, channels: int) -> str:
+    text = str(exc)
+    low = text.lower()
+    where = f"{inp.label} → {out.label}"
+    if "sample rate" in low or "samplerate" in low:
+        return f"{where}: the device does not support {rate} Hz ({text})"
+    if "channel" in low:
+        return f"{where}: the device does not support {channels} channel(s) ({text})"
+    if "busy" in low or "unavailable" in low:
+        return f"{where}: the device is busy or unavailable ({text})"
+    return f"cannot open {where}: {text}"
+
+
+class PyAudioStream(LiveStream):
+    """Duplex PyAudio stream.
+
+    PyAudio always asks PortAudio for the device's default low latency; over
+    PulseAudio the requested latency is passed to the server instead.
+
+    The callback reads the input bytes through a zero-copy NumPy view and
+    returns a preallocated output buffer, so it allocates no audio buffers.
+    """
+
+    backend = "pyaudio"
+
+    def __init__(self, host: Host, inp: Endpoint, out: Endpoint, samplerate: int, blocksize: int | None,
+                 channels: int, latency: str | float = "low") -> None:
+        super().__init__(host, samplerate, blocksize, channels)
+        import pyaudio
+
+        self._pa = _pyaudio_instance()
+        max_frames = host.max_block if blocksize is None else blocksize
+        self._out = np.zeros((max(max_frames, 8192), channels), np.float32)
+        out_buf = self._out
+        process, count_xrun = host.process, host.count_xrun
+        cont = pyaudio.paContinue
+        in_dtype = np.float32
+        self.realtime_priority: bool | None = None
+
+        def callback(in_data, frame_count, time_info, status):  # the audio thread
+            if self.realtime_priority is None:
+                self.realtime_priority = raise_thread_priority()
+            if status:
+                count_xrun()
+            self.io_delay = time_info["output_buffer_dac_time"] - time_info["input_buffer_adc_time"]
+            x = np.frombuffer(in_data, dtype=in_dtype).reshape(frame_count, channels)
+            y = out_buf[:frame_count]
+            process(x, y)
+            return y, cont
+
+        self._wanted = False
+        try:
+            wanted = suggested_latency(latency, blocksize, samplerate)
+            with _pulse_env(inp, out, wanted if isinstance(wanted, float) else None), _quiet_stderr():
+                self._stream = self._pa.open(
+                    rate=samplerate, channels=channels, format=pyaudio.paFloat32, input=True, output=True,
+                    input_device_index=inp.index, output_device_index=out.index,
+                    frames_per_buffer=blocksize or pyaudio.paFramesPerBufferUnspecified,
+                    start=False, stream_callback=callback)
+        except (OSError, ValueError) as exc:
+            self._pa.terminate()
+            raise DeviceError(_portaudio_message(exc, inp, out, samplerate, channels)) from None
+        self.device_latency = (float(self._stream.get_input_latency()), float(self._stream.get_output_latency()))
+        self._endpoints = (inp, out)
+
+    @property
+    def active(self) -> bool:
+        try:
+            return bool(self._stream is not None and self._stream.is_active())
+        except OSError:
+            return False
+
+    @property
+    def cpu_load(self) -> float:
+        try:
+            return float(self._stream.get_cpu_load())
+        except (OSError, AttributeError):
+            return 0.0
+
+    def start(self) -> None:
+        self._wanted = True
+        try:
+            self._stream.start_stream()
+        except OSError as exc:
+            raise DeviceError(f"cannot start the audio stream: {exc}") from None
+        super().start()
+
+    def check(self) -> None:
+        if self._wanted and self._stream is not None and not self.active and not self.error:
+            self._died = "the audio stream ended unexpectedly (device gone?)"
+        super().check()
+
+    def _restart(self) -> None:
+        self._restart_driver(self._stream.stop_stream, self._stream.start_stream)
+
+    def stop(self) -> None:
+        self._wanted = False
+        if self._stream is not None and not self._stuck:
+            try:
+                self._driver_call(self._stream.stop_stream, "stop")
+            except DeviceError as exc:
+                self.error = self.error or str(exc)
+
+    def close(self) -> None:
+        self._wanted = False
+        if self._stream is not None and not self._stuck:
+            try:
+                self._driver_call(self._stream.close, "close")
+                self._driver_call(self._pa.terminate, "terminate")
+            except DeviceError as exc:
+                self.error = self.error or str(exc)
+        self._stream = None
+
+
+class ArrayStream(LiveStream):
+    """Drives the host over an in-memory signal from a thread, like a device would.
+
+    ``x``: ``(samples, channels)`` float32 input; the output accumulates in
+    :attr:`output` (same shape). ``realtime=True`` paces blocks at the sample
+    rate (a simulated device); ``False`` runs as fast as possible.
+    ``blocksize=None`` uses random block sizes between 1 and ``host.max_block``
+    (what a variable-block driver does).
+    """
+
+    backend = "file"
+
+    def __init__(self, host: Host, x: np.ndarray, samplerate: int, blocksize: int | None = 256,
+                 realtime: bool = False, seed: int = 0) -> None:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != host.channels:
+            raise DeviceError(f"input has shape {x.shape}, the host needs (samples, {host.channels})")
+        super().__init__(host, samplerate, blocksize, host.channels)
+        self.x = x
+        self.output = np.zeros_like(x)
+        self.realtime = realtime
+        self.position = 0
+        self._rng = np.random.default_rng(seed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        n = self.x.shape[0]
+        while self.position < n and not self._stop.is_set():
+            size = self.blocksize or int(self._rng.integers(1, self.host.max_block + 1))
+            a, b = self.position, min(n, self.position + size)
+            self.host.process(self.x[a:b], self.output[a:b])
+            self.position = b
+            if self.realtime:
+                ahead = b / self.samplerate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+                elif ahead < -0.05:
+                    self.host.count_xrun()  # the engine fell behind a real device's clock
+                    t0 = time.monotonic() - b / self.samplerate
+
+    def start(self) -> None:
+        super().start()
+        self._thread = threading.Thread(target=self._run, name="deepiso-file", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wait(5.0)
+
+    def close(self) -> None:
+        self.stop()
+
+
+def run_array(host: Host, x: np.ndarray, blocksize: int | None = 256, flush: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Process a whole ``(samples, channels)`` signal as fast as possible, in device-sized blocks.
+
+    With ``flush=True`` the host's latency is removed: ``latency_samples``
+    zeros are fed after the signal and the result is ``out[latency:]``, the
+    same length as ``x`` and time-aligned with it. ``progress(done, total)``
+    is called every block. ``blocksize=None`` uses random block sizes.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    lat = host.latency_samples if flush else 0
+    if lat:
+        x = np.concatenate([x, np.zeros((lat, x.shape[1]), np.float32)])
+    out = np.empty_like(x)
+    rng = np.random.default_rng(0)
+    n, i = x.shape[0], 0
+    while i < n:
+        size = blocksize or int(rng.integers(1, host.max_block + 1))
+        b = min(n, i + size)
+        host.process(x[i:b], out[i:b])
+        i = b
+        if progress is not None:
+            progress(i, n)
+    return out[lat:]
+
+
+def open_stream(host: Host, backend: str = "sounddevice", input: str | int | None = None,
+                output: str | int | None = None, samplerate: int = 48_000, blocksize: int | None = None,
+                latency: str | float = "low") -> LiveStream:
+    """Open a duplex device stream that runs ``host`` (not started yet)."""
+    if backend not in ("sounddevice", "pyaudio"):
+        raise DeviceError(f"backend {backend!r} is not one of sounddevice, pyaudio")
+    if latency not in LATENCIES:
+        try:
+            float(latency)
+        except (TypeError, ValueError):
+            raise DeviceError(f"latency {latency!r} is neither one of {LATENCIES} nor seconds") from None
+    if backend == "sounddevice":
+        refresh_portaudio()  # devices appear (virtual mic) and servers start after import
+    inp = resolve_device(input, "input", backend)
+    out = resolve_device(output, "output", backend)
+    cls = SoundDeviceStream if backend == "sounddevice" else PyAudioStream
+    return cls(host, inp, out, samplerate, blocksize, host.channels, latency)

@@ -1,0 +1,470 @@
+"""The plugin host: a chain of plugins run block by block inside an audio callback.
+
+A plugin is a small object (see :class:`Plugin`)::
+
+    configure(sample_rate, channels, max_block)   # allocate everything here
+    process(inp, out)                             # (n, channels) float32, n <= max_block; out may be inp
+    reset()                                       # zero the streaming state
+    latency_samples                               # delay it adds, samples at the host's rate
+
+:class:`Host` owns the chain and is what a backend calls from its audio
+callback. Real-time rules it keeps, and that plugins must keep too:
+
+* no array buffer is allocated in :meth:`Host.process` (it uses two ping-pong
+  buffers allocated by :meth:`Host.configure`; only the tiny Python objects of
+  slicing exist per block), no I/O, no logging, no lock;
+* bad input never reaches the plugins: NaN/Inf samples become 0 and samples
+  beyond ``±limit`` are clipped, and the block is counted as an input fault;
+* a plugin that raises is counted, its output for that block is its input
+  (plugins without latency) or silence (plugins with latency, so timing never
+  jumps), and it is reset; one that keeps failing is bypassed for good;
+* a non-finite chain output becomes silence, the chain is reset, and the
+  block counts as an output fault.
+
+Everything the callback counts is read outside it with :meth:`Host.stats`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+#: Samples beyond this magnitude are clipped and counted (+24 dBFS): real audio
+#: never gets there, a broken driver or a wild plugin does.
+DEFAULT_LIMIT = 16.0
+
+#: A plugin that fails this many blocks in a row is bypassed until :meth:`Host.reset`.
+MAX_CONSECUTIVE_FAULTS = 32
+
+
+class PluginError(Exception):
+    """A plugin that cannot be created or configured as asked."""
+
+
+class Plugin:
+    """Base class for plugins (duck typing works too: only the four members matter).
+
+    Subclasses allocate their buffers in :meth:`configure`, never in
+    :meth:`process`. ``latency_samples`` is valid after :meth:`configure`, in
+    samples at the host's rate. ``native_rate`` (optional) is the sample rate
+    the plugin must run at; the host resamples around it when the device runs
+    at another rate.
+    """
+
+    name: str = "plugin"
+    latency_samples: int = 0
+    native_rate: int | None = None
+
+    def configure(self, sample_rate: int, channels: int, max_block: int, block_size: int | None = None) -> None:
+        """Prepare for blocks of at most ``max_block`` frames of ``channels`` channels.
+
+        ``block_size`` is a hint: when every block has exactly that many frames
+        (a device with a fixed block size), a plugin may use it to lower its
+        latency. ``None`` means blocks of any size.
+        """
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.max_block = max_block
+
+    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        """Process ``inp`` into ``out``; both ``(n, channels)`` float32, ``out`` may be ``inp``."""
+        if out is not inp:
+            out[...] = inp
+
+    def reset(self) -> None:
+        """Zero all streaming state (the latency stays the same)."""
+
+    def connect(self, upstream: Sequence[object]) -> None:
+        """Called once after :meth:`configure` with the plugins before this one in its chain."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+# ----------------------------------------------------------------------------
+# Kernels (numba, no allocation)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sanitize_copy(src, dst, limit):  # pragma: no cover - compiled
+    # src (n, C) any float → dst (n, C) float32; NaN/Inf → 0, |x| > limit → ±limit.
+    bad = 0
+    n, c = src.shape
+    for i in range(n):
+        for j in range(c):
+            v = src[i, j]
+            if not math.isfinite(v):
+                dst[i, j] = 0.0
+                bad += 1
+            elif v > limit:
+                dst[i, j] = limit
+                bad += 1
+            elif v < -limit:
+                dst[i, j] = -limit
+                bad += 1
+            else:
+                dst[i, j] = v
+    return bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish(src, dst, limit):  # pragma: no cover - compiled
+    # Copy src → dst clipping to ±limit; returns the number of non-finite
+    # samples (then the caller silences the block) and clipped ones.
+    nonfinite = 0
+    clipped = 0
+    n, c = src.shape
+    for i in range(n):
+        for j in range(c):
+            v = src[i, j]
+            if not math.isfinite(v):
+                nonfinite += 1
+                dst[i, j] = 0.0
+            elif v > limit:
+                clipped += 1
+                dst[i, j] = limit
+            elif v < -limit:
+                clipped += 1
+                dst[i, j] = -limit
+            else:
+                dst[i, j] = v
+    return nonfinite, clipped
+
+
+@numba.njit(cache=True, nogil=True)
+def fifo_push(fifo, level, data):  # pragma: no cover - compiled
+    """Append ``data`` (m, C) to ``fifo`` (C, cap) at ``level``; returns the samples that did not fit."""
+    n_ch, cap = fifo.shape
+    m = data.shape[0]
+    room = min(m, cap - level)
+    for c in range(n_ch):
+        for i in range(room):
+            fifo[c, level + i] = data[i, c]
+    return m - room
+
+
+@numba.njit(cache=True, nogil=True)
+def fifo_pop(fifo, level, out, count):  # pragma: no cover - compiled
+    """Move the first ``min(count, level)`` samples of ``fifo`` (C, cap) into ``out`` (n, C).
+
+    Missing samples are written as zeros. Returns how many were missing.
+    """
+    n_ch = fifo.shape[0]
+    have = min(count, level)
+    for c in range(n_ch):
+        for i in range(have):
+            out[i, c] = fifo[c, i]
+        for i in range(have, count):
+            out[i, c] = 0.0
+        for i in range(level - have):
+            fifo[c, i] = fifo[c, i + have]
+    return count - have
+
+
+# ----------------------------------------------------------------------------
+# Chain
+
+
+def _accepts_block_size(plugin: object) -> bool:
+    try:
+        params = inspect.signature(plugin.configure).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
+    return "block_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _plugin_name(plugin: object) -> str:
+    return str(getattr(plugin, "name", type(plugin).__name__))
+
+
+@dataclass
+class _Slot:
+    plugin: object
+    name: str
+    mute_on_fault: bool = False
+    faults: int = 0
+    consecutive: int = 0
+    bypassed: bool = False
+    last_error: BaseException | None = None
+
+
+class Chain:
+    """Plugins run in order over ping-pong buffers, with per-plugin fault isolation.
+
+    ``process(inp, out)``: ``inp`` is read, ``out`` written, both ``(n, C)``
+    float32 with ``n <= max_block``; ``out`` may be ``inp``. The chain's
+    latency is the sum of its plugins' latencies.
+    """
+
+    def __init__(self, plugins: Iterable[object]) -> None:
+        self.slots = [_Slot(p, _plugin_name(p)) for p in plugins]
+        self.sample_rate = 0
+        self.channels = 0
+        self.max_block = 0
+        self._a = np.zeros((0, 0), np.float32)
+        self._b = np.zeros((0, 0), np.float32)
+
+    @property
+    def plugins(self) -> list[object]:
+        return [s.plugin for s in self.slots]
+
+    def configure(self, sample_rate: int, channels: int, max_block: int, block_size: int | None = None) -> None:
+        self.sample_rate, self.channels, self.max_block = sample_rate, channels, max_block
+        self._a = np.zeros((max_block, channels), np.float32)
+        self._b = np.zeros((max_block, channels), np.float32)
+        for i, slot in enumerate(self.slots):
+            p = slot.plugin
+            try:
+                if _accepts_block_size(p):
+                    p.configure(sample_rate, channels, max_block, block_size=block_size)  # type: ignore[attr-defined]
+                else:
+                    p.configure(sample_rate, channels, max_block)  # type: ignore[attr-defined]
+                connect = getattr(p, "connect", None)
+                if connect is not None:
+                    connect([s.plugin for s in self.slots[:i]])
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin {slot.name!r} cannot run at {sample_rate} Hz, {channels} channel(s), "
+                                  f"blocks up to {max_block}: {exc}") from exc
+            # A plugin with latency outputs silence on a fault so that its timing never jumps.
+            slot.mute_on_fault = int(getattr(p, "latency_samples", 0) or 0) > 0
+            slot.faults = slot.consecutive = 0
+            slot.bypassed = False
+            slot.last_error = None
+
+    @property
+    def latency_samples(self) -> int:
+        return sum(int(getattr(s.plugin, "latency_samples", 0) or 0) for s in self.slots)
+
+    def reset(self) -> None:
+        for slot in self.slots:
+            slot.consecutive = 0
+            slot.bypassed = False
+            try:
+                slot.plugin.reset()  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - counted, never raised into the callback
+                slot.faults += 1
+                slot.last_error = exc
+
+    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        n = inp.shape[0]
+        src = inp
+        spare_a, spare_b = self._a[:n], self._b[:n]
+        for slot in self.slots:
+            if slot.bypassed:
+                continue
+            dst = spare_a if src is not spare_a else spare_b
+            try:
+                slot.plugin.process(src, dst)  # type: ignore[attr-defined]
+                slot.consecutive = 0
+            except Exception as exc:  # noqa: BLE001 - the callback must survive any plugin
+                slot.faults += 1
+                slot.consecutive += 1
+                slot.last_error = exc
+                if slot.mute_on_fault:
+                    dst.fill(0.0)
+                else:
+                    dst[...] = src
+                try:
+                    slot.plugin.reset()  # type: ignore[attr-defined]
+                except Exception as exc2:  # noqa: BLE001
+                    slot.last_error = exc2
+                    slot.bypassed = True
+                if slot.consecutive >= MAX_CONSECUTIVE_FAULTS:
+                    slot.bypassed = True
+            src = dst
+        if src is not out:
+            out[...] = src
+
+
+# ----------------------------------------------------------------------------
+# Host
+
+
+@dataclass
+class HostStats:
+    """A snapshot of what the callback counted (read outside the callback)."""
+
+    sample_rate: int
+    channels: int
+    latency_samples: int
+    blocks: int
+    frames: int
+    xruns: int
+    input_faults: int
+    output_faults: int
+    plugin_faults: dict[str, int]
+    bypassed: list[str]
+    errors: list[str] = field(default_factory=list)
+    cpu_load: float = 0.0
+    cpu_peak: float = 0.0
+    late_blocks: int = 0
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def faults(self) -> int:
+        return self.input_faults + self.output_faults + sum(self.plugin_faults.values())
+
+
+class Host:
+    """Runs a chain of plugins on ``(n, channels)`` float32 blocks at ``sample_rate``.
+
+    If a plugin has a ``native_rate`` different from ``sample_rate`` (the
+    isolator runs at its model's rate), the whole chain runs inside a
+    :class:`~deepiso.realtime.plugins.resample.Resample` plugin at that rate;
+    its latency is part of :attr:`latency_samples`.
+
+    ``block_size``: the fixed number of frames per callback, or ``None`` for
+    blocks of any size up to ``max_block``. Larger blocks are split.
+    """
+
+    def __init__(self, plugins: Iterable[object], sample_rate: int, channels: int, max_block: int = 4096,
+                 block_size: int | None = None, limit: float = DEFAULT_LIMIT,
+                 resample_quality: str = "LQ") -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 768_000:
+            raise PluginError(f"sample rate {sample_rate!r} Hz is not supported (1000..768000)")
+        if channels < 1:
+            raise PluginError(f"channels must be >= 1, got {channels}")
+        if block_size is not None:
+            if block_size < 1:
+                raise PluginError(f"block size must be >= 1, got {block_size}")
+            max_block = max(max_block, block_size)
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.max_block = max_block
+        self.block_size = block_size
+        self.limit = float(limit)
+        plugins = list(plugins)
+        self.user_plugins = plugins
+        rates = {int(r) for p in plugins if (r := getattr(p, "native_rate", None))}
+        if len(rates) > 1:
+            raise PluginError(f"plugins need different sample rates {sorted(rates)}; one chain runs at one rate")
+        self.resampler = None
+        if rates and (rate := rates.pop()) != sample_rate:
+            from .plugins.resample import Resample
+
+            self.resampler = Resample(rate, plugins, quality=resample_quality)
+            plugins = [self.resampler]
+        self.chain = Chain(plugins)
+        self._work = np.zeros((max_block, channels), np.float32)
+        self._reset_counters()
+        self.chain.configure(sample_rate, channels, max_block, block_size)
+        self._warm_up()
+
+    # ------------------------------------------------------------ setup
+    def _reset_counters(self) -> None:
+        self.blocks = 0
+        self.frames = 0
+        self.xruns = 0
+        self.input_faults = 0
+        self.output_faults = 0
+        self.late_blocks = 0
+        self._load = 0.0
+        self._load_peak = 0.0
+
+    def _warm_up(self) -> None:
+        """Run one block of silence so every compiled kernel is compiled before the first callback."""
+        n = self.block_size or min(self.max_block, 512)
+        z = np.zeros((n, self.channels), np.float32)
+        self.process(z, z)
+        self.reset()
+        self._reset_counters()
+        for slot in self.chain.slots + (self.resampler.chain.slots if self.resampler else []):
+            slot.faults = slot.consecutive = 0
+            slot.bypassed = False
+            slot.last_error = None
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency of the chain (resampling included), samples at the host's rate."""
+        return self.chain.latency_samples
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples / self.sample_rate
+
+    def reset(self) -> None:
+        """Zero every plugin's state (call outside the callback, or from it after a fault)."""
+        self.chain.reset()
+
+    # ------------------------------------------------------------ callback
+    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        """The audio callback body: ``inp`` → chain → ``out``, both ``(n, channels)``; ``out`` may be ``inp``.
+
+        Never raises for bad samples or failing plugins; allocates no array buffers.
+        """
+        t0 = time.perf_counter()
+        n = inp.shape[0]
+        step = self.max_block
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            self._process_block(inp[a:b], out[a:b])
+        self.blocks += 1
+        self.frames += n
+        elapsed = time.perf_counter() - t0
+        if n:
+            load = elapsed * self.sample_rate / n
+            self._load = 0.9 * self._load + 0.1 * load
+            if load > self._load_peak:
+                self._load_peak = load
+            if load > 1.0:
+                self.late_blocks += 1
+
+    def _process_block(self, inp: np.ndarray, out: np.ndarray) -> None:
+        work = self._work[: inp.shape[0]]
+        if _sanitize_copy(inp, work, self.limit):
+            self.input_faults += 1
+        self.chain.process(work, work)
+        nonfinite, _clipped = _finish(work, out, self.limit)
+        if nonfinite:
+            out.fill(0.0)
+            self.output_faults += 1
+            self.chain.reset()
+
+    def count_xrun(self, count: int = 1) -> None:
+        """Backends call this when the device reports an over- or underflow."""
+        self.xruns += count
+
+    # ------------------------------------------------------------ reporting
+    def stats(self) -> HostStats:
+        """Snapshot of the counters (outside the callback)."""
+        slots = self.chain.slots
+        if self.resampler is not None:
+            slots = slots + self.resampler.chain.slots
+        errors = [f"{s.name}: {type(s.last_error).__name__}: {s.last_error}" for s in slots
+                  if s.last_error is not None]
+        return HostStats(
+            sample_rate=self.sample_rate, channels=self.channels, latency_samples=self.latency_samples,
+            blocks=self.blocks, frames=self.frames, xruns=self.xruns, input_faults=self.input_faults,
+            output_faults=self.output_faults,
+            plugin_faults={s.name: s.faults for s in slots if s.name != "resample" or s.faults},
+            bypassed=[s.name for s in slots if s.bypassed], errors=errors,
+            cpu_load=self._load, cpu_peak=self._load_peak, late_blocks=self.late_blocks,
+        )
+
+    def describe(self) -> str:
+        names = " → ".join(_plugin_name(p) for p in self.user_plugins) or "(empty)"
+        return (f"{names} at {self.sample_rate} Hz, {self.channels} ch, "
+                f"latency {self.latency_samples} samples = {self.latency_ms:.2f} ms")
+
+    def run_offline(self, x: np.ndarray, block: int | None = None) -> np.ndarray:
+        """Process a whole ``(samples, channels)`` signal, in blocks of ``block`` (default: max_block).
+
+        Returns the output, the same shape, delayed by :attr:`latency_samples`.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty_like(x)
+        step = block or self.max_block
+        for a in range(0, x.shape[0], step):
+            self.process(x[a : a + step], out[a : a + step])
+        return out

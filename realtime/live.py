@@ -1,0 +1,355 @@
+"""The live commands: ``deepiso devices``, ``live``, ``separate`` and ``virtual-mic``.
+
+This module only defines arguments at import time; audio libraries, the model
+runtime and the host are imported inside the handlers, so ``deepiso --help``
+stays fast and a missing optional dependency is reported, not raised.
+
+Exit codes: 0 success, 1 a device problem (missing, busy, gone), 2 bad
+arguments or an unusable model/file, 130 interrupted before the stream ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+STEM_NAMES = ("vocals", "instrumental")
+
+
+def _err(command: str, message: str) -> None:
+    print(f"deepiso {command}: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------
+# devices
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .backends import DeviceError, portaudio_devices, pulse_devices, pulse_running, refresh_portaudio
+
+    try:
+        if args.backend == "sounddevice":
+            refresh_portaudio()
+        devices = portaudio_devices(args.backend)
+    except DeviceError as exc:
+        _err("devices", str(exc))
+        return 1
+    print(f"PortAudio devices ({args.backend}): use the number or part of the name")
+    if not devices:
+        print("  (none)")
+    for d in devices:
+        print(f"  {d.index:3d}  {d.name:<40.40s} in {d.max_input:2d}  out {d.max_output:2d}  "
+              f"{d.default_rate:.0f} Hz  [{d.host_api}]")
+    if pulse_running():
+        try:
+            sources, sinks = pulse_devices("source"), pulse_devices("sink")
+        except DeviceError as exc:
+            _err("devices", str(exc))
+            return 1
+        print("PulseAudio/PipeWire inputs (sources): use the name or part of the description")
+        for d in sources:
+            tag = "  (monitor of " + d.monitor_of + ")" if d.is_monitor else ""
+            print(f"  {d.name:<40.40s} {d.description[:40]:<40.40s} {d.channels}ch {d.rate} Hz{tag}")
+        print("PulseAudio/PipeWire outputs (sinks):")
+        for d in sinks:
+            print(f"  {d.name:<40.40s} {d.description[:40]:<40.40s} {d.channels}ch {d.rate} Hz")
+    else:
+        print("no PulseAudio/PipeWire server is running (virtual devices need one)")
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# live
+
+
+def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_db: float | None = None
+                ) -> tuple[list[Any], Any, Any, Any]:
+    """``[input meter, isolator?, mix?, gate?, gain?, output meter]`` and (isolator, in meter, out meter).
+
+    ``model="none"`` gives a pass-through chain (no isolator).
+    """
+    from .plugins.basic import Gain, Gate, Meter, Mix
+    from .plugins.isolator import Isolator
+
+    meter_in, meter_out = Meter(), Meter()
+    chain: list[Any] = [meter_in]
+    isolator = None
+    if model != "none":
+        isolator = Isolator(model, channels=channels)
+        chain.append(isolator)
+        chain.append(Mix.parse(mix))
+    if gate_db is not None:
+        chain.append(Gate(threshold_db=gate_db))
+    if gain_db:
+        chain.append(Gain(gain_db))
+    chain.append(meter_out)
+    return chain, isolator, meter_in, meter_out
+
+
+def _fmt_db(levels: dict[str, list[float]]) -> str:
+    peak = max(levels["peak_db"], default=-240.0)
+    return "  -inf" if peak < -120 else f"{peak:6.1f}"
+
+
+def status_line(stream: Any, meter_in: Any, meter_out: Any) -> str:
+    """One line: latency, CPU load of the callback, xruns, faults, input and output peak levels."""
+    s = stream.host.stats()
+    device_ms = 1000.0 * sum(stream.device_latency)
+    faults = s.faults
+    return (f"latency {s.latency_ms + device_ms:5.1f} ms (algorithmic {s.latency_ms:.1f} + device {device_ms:.1f}) "
+            f"| CPU {100 * s.cpu_load:4.1f}% | xruns {s.xruns} | faults {faults} "
+            f"| in {_fmt_db(meter_in.levels())} dB | out {_fmt_db(meter_out.levels())} dB")
+
+
+def _summary(stream: Any) -> dict[str, Any]:
+    s = stream.host.stats()
+    return {
+        "backend": stream.backend, "sample_rate": s.sample_rate, "channels": s.channels,
+        "blocksize": stream.blocksize, "algorithmic_latency_samples": s.latency_samples,
+        "algorithmic_latency_ms": s.latency_ms, "device_latency_s": list(stream.device_latency),
+        "total_latency_ms": s.latency_ms + 1000.0 * sum(stream.device_latency), "blocks": s.blocks,
+        "frames": s.frames, "xruns": s.xruns, "input_faults": s.input_faults, "output_faults": s.output_faults,
+        "plugin_faults": s.plugin_faults, "bypassed": s.bypassed, "errors": s.errors,
+        "cpu_load": s.cpu_load, "cpu_peak": s.cpu_peak, "error": stream.error,
+    }
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from .backends import ArrayStream, DeviceError, open_stream, resolve_device
+    from .host import Host, PluginError
+    from .virtual_device import RouteWarmer, needs_warmup
+
+    if args.blocksize is not None and not 16 <= args.blocksize <= 16384:
+        _err("live", f"--blocksize {args.blocksize} is outside 16..16384")
+        return 2
+    if args.channels < 1 or args.channels > 32:
+        _err("live", f"--channels {args.channels} is outside 1..32")
+        return 2
+    try:
+        chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate)
+        rate = args.samplerate or (isolator.spec.sample_rate if isolator is not None else 48_000)
+        host = Host(chain, rate, args.channels, max_block=max(args.blocksize or 0, 8192), block_size=args.blocksize)
+    except PluginError as exc:
+        _err("live", str(exc))
+        return 2
+
+    warmer = None
+    if args.backend == "file":
+        from .audio_io import AudioFileError, read_audio
+
+        if not args.input or not args.output:
+            _err("live", "the file backend needs --input FILE and --output FILE")
+            return 2
+        try:
+            x, _ = read_audio(args.input, sample_rate=rate, channels=args.channels)
+        except AudioFileError as exc:
+            _err("live", str(exc))
+            return 2
+        stream: Any = ArrayStream(host, x, rate, args.blocksize or 256, realtime=not args.fast)
+    else:
+        try:
+            out_dev = resolve_device(args.output, "output", args.backend)
+            if needs_warmup(out_dev.pulse):
+                warmer = RouteWarmer(out_dev.pulse.name)  # type: ignore[union-attr]
+                warmer.start()
+            stream = open_stream(host, args.backend, args.input, args.output, rate, args.blocksize, args.latency)
+        except DeviceError as exc:
+            if warmer is not None:
+                warmer.stop()
+            _err("live", str(exc))
+            return 1
+
+    quiet = args.quiet or not sys.stderr.isatty()
+    print(f"deepiso live: {host.describe()}", file=sys.stderr)
+    print(f"  backend {stream.backend}, block {args.blocksize or 'variable'}, device latency "
+          f"{1000 * stream.device_latency[0]:.1f} ms in + {1000 * stream.device_latency[1]:.1f} ms out; "
+          "Ctrl-C stops", file=sys.stderr)
+    code = 0
+    interrupted = False
+    try:
+        stream.start()
+        t0 = time.monotonic()
+        while True:
+            time.sleep(0.1)
+            stream.check()
+            if args.backend == "file" and not stream.active:
+                break
+            if args.duration is not None and time.monotonic() - t0 >= args.duration:
+                break
+            if not quiet:
+                print("\r" + status_line(stream, meter_in, meter_out), end="", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    except DeviceError as exc:
+        if not quiet:
+            print(file=sys.stderr)
+        _err("live", str(exc))
+        code = 1
+    finally:
+        stream.stop()
+        stream.close()
+        if warmer is not None:
+            warmer.stop()
+    if not quiet:
+        print(file=sys.stderr)
+    summary = _summary(stream)
+    print(f"deepiso live: stopped{' (Ctrl-C)' if interrupted else ''}; {summary['frames']} frames, "
+          f"xruns {summary['xruns']}, faults in/out {summary['input_faults']}/{summary['output_faults']}, "
+          f"plugin faults {sum(summary['plugin_faults'].values())}", file=sys.stderr)
+    for err in summary["errors"]:
+        print(f"  plugin error: {err}", file=sys.stderr)
+    if args.backend == "file" and code == 0:
+        from .audio_io import write_audio
+
+        lat = host.latency_samples
+        write_audio(args.output, stream.output[lat:] if args.align else stream.output, rate)
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(summary, indent=2))
+    return code
+
+
+# ----------------------------------------------------------------------------
+# separate
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .audio_io import AudioFileError, read_audio, resample, write_audio
+    from .host import Host, PluginError
+    from .plugins.isolator import Isolator
+
+    out_dir = Path(args.output_dir)
+    failures = 0
+    isolator = None
+    for path in args.files:
+        try:
+            x, rate = read_audio(path)
+        except AudioFileError as exc:
+            _err("separate", str(exc))
+            failures += 1
+            continue
+        channels = x.shape[1]
+        try:
+            if isolator is None or isolator.channels != channels:
+                isolator = Isolator(args.model, channels=channels)
+            model_rate = isolator.spec.sample_rate
+            host = Host([isolator], model_rate, channels, max_block=args.blocksize, block_size=args.blocksize)
+        except PluginError as exc:
+            _err("separate", str(exc))
+            return 2
+        y = resample(x, rate, model_rate) if rate != model_rate else x
+        lat = host.latency_samples
+        # Feed the latency's worth of zeros after the file so its end comes out too.
+        y = np.concatenate([y, np.zeros((lat, channels), np.float32)])
+        vocals = np.empty_like(y)
+        inst = np.empty_like(y)
+        name = Path(path).stem
+        t0 = last = time.monotonic()
+        block = args.blocksize
+        for a in range(0, y.shape[0], block):
+            b = min(y.shape[0], a + block)
+            host.process(y[a:b], vocals[a:b])
+            inst[a:b] = isolator.stems()[1]
+            now = time.monotonic()
+            if not args.quiet and (now - last > 0.5 or b == y.shape[0]):
+                last = now
+                print(f"\r{name}: {100 * b / y.shape[0]:5.1f}%", end="", file=sys.stderr, flush=True)
+        stems = {"vocals": vocals[lat:], "instrumental": inst[lat:]}
+        target = out_dir / name
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for stem, audio in stems.items():
+                audio = resample(audio, model_rate, rate) if rate != model_rate else audio
+                write_audio(target / f"{stem}.{args.format}", audio[: x.shape[0]], rate)
+        except (OSError, AudioFileError) as exc:
+            _err("separate", f"{target}: cannot write stems: {exc}")
+            failures += 1
+            continue
+        if not args.quiet:
+            seconds = x.shape[0] / rate
+            print(f"\r{name}: done, {seconds:.1f} s of audio in {time.monotonic() - t0:.1f} s → {target}/",
+                  file=sys.stderr)
+    return 1 if failures else 0
+
+
+# ----------------------------------------------------------------------------
+# virtual-mic
+
+
+def cmd_virtual_mic(args: argparse.Namespace) -> int:
+    from . import virtual_device as vd
+    from .backends import DeviceError
+
+    try:
+        if args.action == "up":
+            state = vd.up(rate=args.samplerate, channels=args.channels)
+        elif args.action == "down":
+            n = vd.down()
+            print("virtual microphone removed" if n else "virtual microphone was not up")
+            return 0
+        else:
+            state = vd.status()
+    except DeviceError as exc:
+        _err("virtual-mic", str(exc))
+        return 1
+    print(state.describe())
+    return 0 if state.up or args.action == "status" else 1
+
+
+# ----------------------------------------------------------------------------
+# argument definitions
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the live sub-commands to the ``deepiso`` parser's sub-parsers."""
+    backends = ("sounddevice", "pyaudio")
+    p = sub.add_parser("devices", help="list audio inputs and outputs")
+    p.add_argument("--backend", choices=backends, default="sounddevice")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("live", help="isolate the voice live, from a microphone or call to a device or virtual mic")
+    p.add_argument("--input", "-i", default=None, help="input device: number, name, PulseAudio source (or FILE "
+                   "with --backend file)")
+    p.add_argument("--output", "-o", default=None, help="output device: number, name, PulseAudio sink, 'deepiso' "
+                   "for the virtual microphone (or FILE with --backend file)")
+    p.add_argument("--model", "-m", default="default", help="model name or .onnx path; 'none' = pass-through")
+    p.add_argument("--mix", default="vocals", help="vocals | karaoke | instrumental | mixture | 'VOCALS_DB,INSTR_DB'")
+    p.add_argument("--blocksize", type=int, default=256, help="frames per callback (0 = variable; default 256)")
+    p.add_argument("--latency", choices=("low", "high"), default="low", help="device buffering")
+    p.add_argument("--backend", choices=(*backends, "file"), default="sounddevice")
+    p.add_argument("--samplerate", type=int, default=None, help="device rate (default: the model's rate)")
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--gain", type=float, default=0.0, help="output gain in dB")
+    p.add_argument("--gate", type=float, default=None, help="noise gate threshold in dBFS (default: off)")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--quiet", "-q", action="store_true", help="no status line")
+    p.add_argument("--fast", action="store_true", help="file backend: as fast as possible, not in real time")
+    p.add_argument("--align", action="store_true", help="file backend: remove the latency from the output file")
+    p.add_argument("--stats-json", default=None, help="write the final statistics as JSON to this file")
+    p.set_defaults(func=_live_entry)
+
+    p = sub.add_parser("separate", help="split files into vocals and instrumental stems with the live engine")
+    p.add_argument("files", nargs="+")
+    p.add_argument("-o", "--output-dir", required=True, help="stems go to DIR/NAME/{vocals,instrumental}.EXT")
+    p.add_argument("--model", "-m", default="default")
+    p.add_argument("--blocksize", type=int, default=4096)
+    p.add_argument("--format", choices=("wav", "flac"), default="wav")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("virtual-mic", help="create/remove a 'deepiso' microphone for call apps (PulseAudio/PipeWire)")
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("--samplerate", type=int, default=48_000)
+    p.add_argument("--channels", type=int, default=1)
+    p.set_defaults(func=cmd_virtual_mic)
+
+
+def _live_entry(args: argparse.Namespace) -> int:
+    if args.blocksize == 0:
+        args.blocksize = None
+    return cmd_live(args)

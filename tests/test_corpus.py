@@ -1,0 +1,336 @@
+"""The corpus recipe on a small real Debian package: extraction, decoding, trimming, chunking, splits, manifest."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepiso.realtime import cli
+from deepiso.train import corpus
+from deepiso.train.corpus_sources import BACKGROUND, VOICE, Source
+
+RATE = 44_100
+PACKAGE = "deepiso-test-data"
+
+
+def _voice_like(seconds: float, rate: int, f0: float = 180.0, level: float = 0.3) -> np.ndarray:
+    """A harmonic tone with a syllable-rate envelope: loud, clearly not silence."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6) if f0 * k < rate / 2)
+    env = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
+    return (level * x * env / 2.3).astype(np.float32)
+
+
+def _silence(seconds: float, rate: int) -> np.ndarray:
+    return np.zeros(int(seconds * rate), np.float32)
+
+
+def _choir_midi() -> bytes:
+    """Piano on channel 1 and Choir Aahs (program 52) on channel 2, two seconds each, at the same time."""
+    events = [(0, b"\xff\x51\x03\x07\xa1\x20"), (0, bytes([0xC0, 0])), (0, bytes([0xC1, 52]))]
+    for i, (p, c) in enumerate(((60, 72), (64, 76), (67, 79))):
+        t = i * 480
+        events += [(t, bytes([0x90, p, 100])), (t, bytes([0x91, c, 100])),
+                   (t + 470, bytes([0x80, p, 0])), (t + 470, bytes([0x91, c, 0]))]
+    events.sort(key=lambda e: e[0])
+    return corpus.write_midi(0, 480, [events])
+
+
+def _encode_g722(path: Path, audio: np.ndarray) -> None:
+    raw = path.with_suffix(".raw")
+    raw.write_bytes(audio.astype("<f4").tobytes())
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", "16000", "-ac", "1", "-i", str(raw),
+                    "-c:a", "g722", "-f", "g722", str(path)], check=True)
+    raw.unlink()
+
+
+def _build_deb(work: Path) -> Path:
+    """A real .deb (dpkg-deb --build) holding ogg/wav/g722 voices, a .pk3 with music, a MIDI file and bad files."""
+    root = work / "pkgroot"
+    share = root / "usr/share/deepiso-test"
+    voices = share / "voices"
+    for d in ("alice", "bob", "Singer"):
+        (voices / d).mkdir(parents=True)
+    hello = np.concatenate([_silence(0.5, RATE), _voice_like(2.0, RATE), _silence(0.5, RATE)])
+    sf.write(voices / "alice/hello.ogg", hello, RATE, format="OGG", subtype="VORBIS")
+    shutil.copy(voices / "alice/hello.ogg", voices / "alice/hello_copy.ogg")  # same content: kept once
+    long = np.concatenate([_voice_like(20.0, 16_000, 120.0), _silence(25.0, 16_000), _voice_like(20.0, 16_000)])
+    sf.write(voices / "bob/long.wav", long, 16_000, subtype="PCM_16")
+    sf.write(voices / "Singer/la.ogg", _voice_like(1.0, RATE, 300.0), RATE, format="OGG", subtype="VORBIS")
+    sf.write(voices / "silent.wav", _silence(2.0, 22_050), 22_050, subtype="PCM_16")
+    (voices / "broken.ogg").write_bytes(b"OggS" + bytes(random.Random(0).randrange(256) for _ in range(3000)))
+    _encode_g722(voices / "prompt.g722", _voice_like(1.5, 16_000, 220.0))
+    music = work / "theme.ogg"
+    sf.write(music, _voice_like(3.0, 22_050, 110.0, 0.5), 22_050, format="OGG", subtype="VORBIS")
+    (share / "games").mkdir()
+    with zipfile.ZipFile(share / "games/data.pk3", "w") as zf:
+        zf.write(music, "sound/theme.ogg")
+        zf.write(music, "sound/nunc_dimittis.ogg")
+        zf.writestr("readme.txt", "not audio")
+    (share / "midi").mkdir()
+    (share / "midi/song.mid").write_bytes(_choir_midi())
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN/control").write_text(
+        f"Package: {PACKAGE}\nVersion: 1.0\nArchitecture: all\nMaintainer: deepiso <deepiso@example.org>\n"
+        "Description: audio for the corpus recipe tests\n")
+    debs = work / "debs"
+    debs.mkdir()
+    deb = debs / f"{PACKAGE}_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+TEST_SOURCES = (
+    Source("t-voice", VOICE, "speech", "CC0-1.0", packages=(PACKAGE,), include=(r"/voices/",),
+           exclude=(r"/voices/Singer/",), speaker_pattern=r"/voices/(?P<speaker>[^/]+)/", language="en"),
+    Source("t-music", BACKGROUND, "music", "CC0-1.0", packages=(PACKAGE,), include=(r"\.pk3!",),
+           exclude=(r"nunc_dimittis\.ogg$",)),
+    Source("t-midi", BACKGROUND, "music", "CC0-1.0", method="midi", packages=(PACKAGE,)),
+    Source("t-missing", VOICE, "speech", "CC0-1.0", packages=("deepiso-no-such-package-zz",)),
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    work = tmp_path_factory.mktemp("corpus")
+    deb = _build_deb(work)
+    out = work / "corpus"
+    cache = work / "cache"
+    (cache / "debs").mkdir(parents=True)
+    shutil.copy(deb, cache / "debs")
+    reports = corpus.build_corpus(out, TEST_SOURCES, cache_dir=cache, jobs=1)
+    return out, cache, {r.name: r for r in reports}
+
+
+def _records(out: Path) -> list[dict]:
+    return corpus.read_manifest(out)
+
+
+def _by_origin(records, name):
+    return [r for r in records if r["origin"].endswith(name)]
+
+
+def test_manifest_schema_files_and_rates(built):
+    out, _, _ = built
+    records = _records(out)
+    assert records, "nothing was built"
+    for r in records:
+        assert set(r) == set(corpus.RECORD_FIELDS)
+        info = sf.info(str(out / r["path"]))
+        assert info.samplerate == RATE == r["sample_rate"]
+        assert info.channels == 1
+        assert info.frames / RATE == pytest.approx(r["duration"], abs=1e-3)
+        assert 0 < r["duration"] <= 30.0
+        assert r["split"] in ("train", "valid", "test")
+        assert r["kind"] in ("voice", "background")
+        assert r["license"] == "CC0-1.0"
+    assert _by_origin(records, "alice/hello.ogg")[0]["native_rate"] == 44_100
+    assert _by_origin(records, "bob/long.wav")[0]["native_rate"] == 16_000
+    assert _by_origin(records, "prompt.g722")[0]["native_rate"] == 16_000
+    theme = _by_origin(records, "data.pk3!sound/theme.ogg")
+    assert len(theme) == 1 and theme[0]["native_rate"] == 22_050 and theme[0]["kind"] == "background"
+    assert _by_origin(records, "alice/hello.ogg")[0]["speaker"] == "alice"
+    sources = json.loads((out / "sources.json").read_text())
+    assert sources["t-voice"]["packages"] == {PACKAGE: "1.0"} and sources["t-voice"]["license"] == "CC0-1.0"
+    assert sources["t-missing"]["packages"] == {"deepiso-no-such-package-zz": None}
+
+
+def test_trim_chunking_and_silent_chunks(built):
+    out, _, _ = built
+    records = _records(out)
+    hello = _by_origin(records, "alice/hello.ogg")
+    assert len(hello) == 1
+    # 2 s of sound plus 50 ms of padding on each side; the 0.5 s silences are gone.
+    assert hello[0]["duration"] == pytest.approx(2.1, abs=0.05)
+    long = _by_origin(records, "bob/long.wav")
+    # 65 s -> three chunks of ~21.7 s; the middle one is silence and is dropped.
+    assert sorted(r["chunk"] for r in long) == [0, 2]
+    assert all(20.0 < r["duration"] <= 30.0 for r in long)
+    assert len({r["split"] for r in long}) == 1, "chunks of one recording must share a split"
+    assert not _by_origin(records, "silent.wav")
+
+
+def test_exclusions_duplicates_and_bad_inputs(built):
+    out, _, reports = built
+    origins = [r["origin"] for r in _records(out)]
+    assert not any("Singer" in o or "nunc_dimittis" in o for o in origins)
+    assert reports["t-voice"].excluded == 1 and reports["t-music"].excluded == 1
+    assert sum("hello" in o for o in origins) == 1, "identical files are kept once"
+    assert not any(o.endswith("readme.txt") for o in origins)
+    assert reports["t-voice"].failed == 1
+    state = [json.loads(line) for line in (out / "records/t-voice.jsonl").read_text().splitlines()]
+    errors = [e for e in state if e["status"] == "error"]
+    assert len(errors) == 1 and "broken.ogg" in errors[0]["error"]
+    missing = reports["t-missing"]
+    assert missing.error and "deepiso-no-such-package-zz" in missing.error and missing.files == 0
+
+
+def test_midi_accompaniment_has_no_choir_and_voice_part_is_singing(built):
+    out, _, reports = built
+    records = [r for r in _records(out) if r["source"] == "t-midi"]
+    background = [r for r in records if r["kind"] == "background"]
+    voice = [r for r in records if r["kind"] == "voice"]
+    assert {f for r in background for f in r["flags"]} == {"soundfont:FluidR3_GM", "soundfont:TimGM6mb"}
+    assert len(voice) == 2 and all(r["category"] == "singing" for r in voice)
+    assert len({r["split"] for r in records}) == 1, "every rendering of one MIDI file shares a split"
+    acc, kept = corpus.split_midi_voices(_choir_midi(), "accompaniment")
+    _, _, tracks = corpus.parse_midi(acc)
+    notes = [ev for _, ev in tracks[0] if ev[0] & 0xF0 == 0x90 and ev[2] > 0]
+    assert kept == 3 and notes and all(ev[0] & 0x0F == 0 for ev in notes)
+    only_voice, kept_voice = corpus.split_midi_voices(_choir_midi(), "voice")
+    notes = [ev for _, ev in corpus.parse_midi(only_voice)[2][0] if ev[0] & 0xF0 == 0x90 and ev[2] > 0]
+    assert kept_voice == 3 and all(ev[0] & 0x0F == 1 for ev in notes)
+    # Note-offs of dropped notes are dropped too, nothing else is lost.
+    assert len(corpus.parse_midi(acc)[2][0]) == len(corpus.parse_midi(_choir_midi())[2][0]) - 6
+
+
+def test_rerun_skips_finished_items(built, caplog):
+    out, cache, _ = built
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
+    reports = {r.name: r for r in corpus.build_corpus(out, TEST_SOURCES[:3], cache_dir=cache, jobs=2)}
+    assert reports["t-music"].processed == 0 and reports["t-midi"].processed == 0
+    assert reports["t-voice"].processed == 0 and reports["t-voice"].failed == 1  # the broken file is retried
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == before
+    # t-missing was left out of this run; its (empty) records and the others stay in the manifest.
+    assert len(_records(out)) == len(before)
+
+
+def test_rebuild_after_lost_file_and_parallel_jobs(built, tmp_path):
+    out, cache, _ = built
+    target = tmp_path / "again"
+    reports = corpus.build_corpus(target, TEST_SOURCES[:1], cache_dir=cache, jobs=2, only="voice")
+    first = _records(target)
+    lost = target / first[0]["path"]
+    lost.unlink()
+    reports = corpus.build_corpus(target, TEST_SOURCES[:1], cache_dir=cache, jobs=1)
+    assert reports[0].processed == 1
+    assert lost.is_file()
+    assert [r["path"] for r in _records(target)] == [r["path"] for r in first]
+    assert [r["path"] for r in _records(target)] == [r["path"] for r in _records(out) if r["source"] == "t-voice"]
+
+
+def test_only_filter_and_rate_mismatch(built, tmp_path):
+    _, cache, _ = built
+    target = tmp_path / "voice-only"
+    corpus.build_corpus(target, TEST_SOURCES[:3], cache_dir=cache, only="voice")
+    records = _records(target)
+    assert records and all(r["kind"] == "voice" for r in records)
+    assert any(r["source"] == "t-midi" for r in records)  # the choir part of the MIDI file
+    with pytest.raises(corpus.CorpusError, match="44100 Hz"):
+        corpus.build_corpus(target, TEST_SOURCES[:1], cache_dir=cache, cfg=corpus.BuildConfig(sample_rate=48_000))
+    with pytest.raises(corpus.CorpusError, match="--only"):
+        corpus.build_corpus(target, TEST_SOURCES[:1], cache_dir=cache, only="noise")
+
+
+def test_second_build_in_same_folder_is_refused(built):
+    out, cache, _ = built
+    with (out / ".build.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(corpus.CorpusError, match="another corpus build"):
+            corpus.build_corpus(out, TEST_SOURCES[:1], cache_dir=cache)
+    assert corpus.build_corpus(out, TEST_SOURCES[:1], cache_dir=cache)[0].processed == 0
+
+
+def test_missing_deb_without_download(tmp_path):
+    with pytest.raises(corpus.CorpusError, match="some-package.*downloading is off"):
+        corpus.fetch_deb("some-package", tmp_path, download=False)
+
+
+def test_split_is_deterministic_and_about_90_5_5():
+    groups = [f"file{i}.ogg" for i in range(6000)]
+    splits = [corpus.split_of("src", g) for g in groups]
+    assert splits == [corpus.split_of("src", g) for g in groups]
+    frac = {s: splits.count(s) / len(splits) for s in ("train", "valid", "test")}
+    assert frac["train"] == pytest.approx(0.90, abs=0.015)
+    assert frac["valid"] == pytest.approx(0.05, abs=0.01)
+    assert frac["test"] == pytest.approx(0.05, abs=0.01)
+    assert corpus.split_of("a", "x") == corpus.split_of("a", "x")
+
+
+@pytest.mark.parametrize("length,limit", [(1, 30), (30 * 100, 30), (30 * 100 + 1, 30), (12_345, 7)])
+def test_chunk_bounds_cover_everything_within_limit(length, limit):
+    bounds = corpus.chunk_bounds(length, 100, limit)
+    assert bounds[0][0] == 0 and bounds[-1][1] == length
+    assert all(b - a <= limit * 100 for a, b in bounds)
+    assert all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
+
+
+def test_spectral_gate_removes_hiss_keeps_voice():
+    rate = 22_050
+    rng = np.random.default_rng(3)
+    voice = np.concatenate([_silence(1.0, rate), _voice_like(2.0, rate), _silence(1.0, rate)])
+    hiss = (10 ** (-42 / 20) * rng.standard_normal(voice.size)).astype(np.float32)
+    cleaned = corpus.spectral_gate(voice + hiss, rate)
+    assert cleaned.shape == voice.shape and cleaned.dtype == np.float32
+
+    def db(x):
+        return 10 * np.log10(np.mean(np.asarray(x, np.float64) ** 2))
+
+    quiet = slice(int(0.2 * rate), int(0.8 * rate))
+    assert db(cleaned[quiet]) < db(hiss[quiet]) - 15
+    loud = slice(int(1.5 * rate), int(2.5 * rate))
+    assert db(cleaned[loud]) == pytest.approx(db(voice[loud]), abs=1.0)
+
+
+def test_bad_midi_and_bad_audio_raise_clear_errors(tmp_path):
+    with pytest.raises(corpus.CorpusError, match="MThd"):
+        corpus.parse_midi(b"RIFF0000")
+    truncated = _choir_midi()[:-10]
+    with pytest.raises(corpus.CorpusError, match="MIDI"):
+        corpus.parse_midi(truncated[:30] + b"\x90")
+    bad = tmp_path / "bad.ogg"
+    bad.write_bytes(b"nonsense" * 50)
+    with pytest.raises(corpus.AudioFileError, match="bad.ogg"):
+        corpus.decode_audio(bad)
+    with pytest.raises(corpus.AudioFileError, match="missing"):
+        corpus.decode_audio(tmp_path / "nope.wav")
+
+
+@pytest.mark.parametrize("name", ["espeak-ng", "flite", "festival", "fluidsynth-choir", "generated-noise"])
+def test_synthetic_sources_make_audio(name, tmp_path):
+    source = corpus.SOURCES_BY_NAME[name]
+    items = corpus.enumerate_items(source, tmp_path / "cache")
+    assert len(items) == source.count
+    again = corpus.enumerate_items(source, tmp_path / "cache")
+    assert [i.args for i in items] == [i.args for i in again], "generation must be deterministic"
+    records = corpus.process_item(items[1], corpus.BuildConfig(), str(tmp_path), source)
+    assert records and all(0.3 < r["duration"] <= 30 and r["kind"] == source.kind for r in records)
+    audio, rate = sf.read(str(tmp_path / records[0]["path"]))
+    assert rate == RATE and np.abs(audio).max() > 1e-3
+
+
+def test_recipe_table_respects_exclusions():
+    names = {s.name: s for s in corpus.SOURCES}
+    assert any("nunc_dimittis" in p for p in names["wesnoth-music"].exclude)
+    assert any("Singer" in p for p in names["hedgewars-voices"].exclude)
+    assert any("ambi_choir" in p for p in names["sonic-pi-samples"].exclude)
+    assert names["fillets-ng-cs"].denoise and "hiss" in names["fillets-ng-cs"].flags
+    assert {52, 53, 54, 85} <= set(corpus.VOICE_PROGRAMS)
+    with pytest.raises(corpus.CorpusError, match="unknown source"):
+        corpus.select_sources("wesnoth-music,nope")
+    assert [s.name for s in corpus.select_sources("wesnoth-music,klettres", only="voice")] == ["klettres"]
+
+
+def test_cli_info_and_errors(built, capsys, tmp_path):
+    out, _, _ = built
+    assert cli.main(["corpus", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "t-voice" in text and "t-music" in text and "minutes" in text
+    assert cli.main(["corpus", "info", str(tmp_path)]) == 2
+    assert "no manifest" in capsys.readouterr().err
+    assert cli.main(["corpus", "build", str(tmp_path / "x"), "--sources", "nope"]) == 2
+    assert "unknown source" in capsys.readouterr().err
+    assert cli.main(["corpus", "build", str(tmp_path / "x"), "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "x" / "manifest.jsonl")

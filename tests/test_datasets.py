@@ -1,0 +1,220 @@
+"""Dataset loaders against tiny datasets in the exact real layouts (musdb, stempeg, MedleyDB YAML)."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from deepiso.train import datasets as ds
+from deepiso.train import testing as T
+from deepiso.train.prepare import prepare_medleydb, prepare_musdb
+
+
+@pytest.fixture(scope="module")
+def stems_root(tmp_path_factory):
+    return T.make_musdb_stems(tmp_path_factory.mktemp("musdb_stems"), train=2, test=1, seconds=1.0)
+
+
+def test_musdb_stem_mp4_through_musdb_and_stempeg(stems_root):
+    train = ds.musdb_tracks(stems_root, "train")
+    test = ds.musdb_tracks(stems_root, "test")
+    assert [t.name for t in train] == ["Train Artist 0 - Song", "Train Artist 1 - Song"]
+    assert len(test) == 1
+    t = train[0]
+    assert (t.rate, t.length, t.channels) == (44_100, 44_100, 2)
+    mix, voc = t.read(4410, 22050)
+    assert mix.shape == voc.shape == (22050, 2)
+    ref_voc, ref_acc = T.synth_track(1.0, 44_100, 2, 0)
+    # AAC is lossy: the decoded stems match the written ones closely, not exactly
+    assert np.corrcoef(voc[:, 0], ref_voc[4410:26460, 0])[0, 1] > 0.99
+    assert np.corrcoef(mix[:, 1], (ref_voc + ref_acc)[4410:26460, 1])[0, 1] > 0.99
+    # reading past the end pads with zeros
+    mix, voc = t.read(50_000, 500)
+    assert mix.shape == (500, 2) and not mix.any()
+
+
+def test_musdb_stem_file_with_too_few_streams(tmp_path):
+    import stempeg
+
+    (tmp_path / "train").mkdir()
+    bad = tmp_path / "train" / "Two - Streams.stem.mp4"
+    stempeg.write_stems(str(bad), np.zeros((2, 4410, 2), np.float32), sample_rate=44_100,
+                        writer=stempeg.StreamsWriter(codec="aac"))
+    with pytest.raises(ds.DatasetError, match="Two - Streams.stem.mp4: a MUSDB18 stem file needs 5 audio streams"):
+        ds.musdb_tracks(tmp_path, "train")
+
+
+def test_musdb_wav_layout_reads_exact_samples(tmp_path):
+    root = T.make_musdb_wav(tmp_path, train=2, test=1)
+    tracks = ds.musdb_tracks(root, ["train", "test"], is_wav=True)
+    assert len(tracks) == 3
+    t = tracks[0]
+    mix, voc = t.read(100, 1000)
+    want_voc = sf.read(root / "train" / t.name / "vocals.wav", dtype="float32")[0][100:1100]
+    np.testing.assert_array_equal(voc, want_voc)
+    # musdb's fixed train/valid split: our tiny names are not musdb's validation tracks
+    with pytest.raises(ds.DatasetError, match="no MUSDB18 tracks .* for split 'valid'"):
+        ds.musdb_tracks(root, "train", split="valid", is_wav=True)
+    (root / "train" / t.name / "vocals.wav").unlink()
+    with pytest.raises(ds.DatasetError, match="vocals.wav: missing file"):
+        ds.musdb_tracks(root, "train", is_wav=True)
+
+
+def test_musdb_missing_subset_and_empty(tmp_path):
+    with pytest.raises(ds.DatasetError, match="missing MUSDB18 subset folder"):
+        ds.musdb_tracks(tmp_path, "train")
+    (tmp_path / "train").mkdir()
+    with pytest.raises(ds.DatasetError, match="no MUSDB18 tracks"):
+        ds.musdb_tracks(tmp_path, "train")
+
+
+def test_medleydb_sums_voice_stems_from_metadata(tmp_path):
+    root = T.make_medleydb(tmp_path, tracks=3, instrumental=1)
+    tracks = ds.medleydb_tracks(root)
+    assert [t.name for t in tracks] == ["Artist0_Song0", "Artist1_Song1", "Artist2_Song2"]
+    voc_ref, acc_ref = T.synth_track(1.0, 44_100, 2, 0)
+    mix, voc = tracks[0].read(0, 44_100)
+    # female singer (0.7) + male singer (0.3) stems; drums and bass excluded
+    np.testing.assert_allclose(voc, voc_ref, atol=1e-6)
+    np.testing.assert_allclose(mix - voc, acc_ref, atol=1e-6)
+    assert len(tracks[0].voice_stems) == 2
+    _, voc_instr = tracks[2].read(0, 1000)
+    assert not voc_instr.any()  # instrumental: silent vocals
+
+
+def test_medleydb_bad_metadata_and_files(tmp_path):
+    root = T.make_medleydb(tmp_path, tracks=2, instrumental=0)
+    meta_path = root / "Metadata" / "Artist0_Song0_METADATA.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    stem = root / "Audio" / "Artist0_Song0" / "Artist0_Song0_STEMS" / "Artist0_Song0_STEM_03.wav"
+    # mismatched length
+    sf.write(stem, np.zeros((1000, 2), np.float32), 44_100)
+    with pytest.raises(ds.DatasetError, match="STEM_03.wav: 1000 samples, but the mix"):
+        ds.medleydb_tracks(root)
+    sf.write(stem, np.zeros((44_100, 2), np.float32), 22_050)
+    with pytest.raises(ds.DatasetError, match="STEM_03.wav: sample rate 22050 Hz differs"):
+        ds.medleydb_tracks(root)
+    stem.unlink()
+    with pytest.raises(ds.DatasetError, match="STEM_03.wav: missing voice stem S03"):
+        ds.medleydb_tracks(root)
+    meta_path.write_text(yaml.safe_dump({"title": "x"}))
+    with pytest.raises(ds.DatasetError, match="Artist0_Song0_METADATA.yaml: not a MedleyDB metadata file"):
+        ds.medleydb_tracks(root)
+    meta_path.write_text(yaml.safe_dump(meta))
+    with pytest.raises(ds.DatasetError, match="no MedleyDB metadata"):
+        ds.medleydb_tracks(tmp_path / "Audio")
+
+
+def test_folder_layout_and_its_errors(tmp_path):
+    root = T.make_folder_dataset(tmp_path / "data", tracks=3)
+    tracks = ds.folder_tracks(root)
+    assert len(tracks) == 3 and tracks[0].rate == 16_000
+    bad = root / "Artist 1 - Song 1"
+    sf.write(bad / "vocals.wav", np.zeros((100, 2), np.float32), 16_000)
+    with pytest.raises(ds.DatasetError, match="Artist 1 - Song 1/vocals.wav: 100 samples, but the mixture"):
+        ds.folder_tracks(root)
+    sf.write(bad / "vocals.wav", np.zeros((16_000, 2), np.float32), 8_000)
+    with pytest.raises(ds.DatasetError, match="vocals.wav: sample rate 8000 Hz differs"):
+        ds.folder_tracks(root)
+    (bad / "vocals.wav").unlink()
+    with pytest.raises(ds.DatasetError, match="Artist 1 - Song 1/vocals.wav: missing file"):
+        ds.folder_tracks(root)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ds.DatasetError, match="empty: no track folders"):
+        ds.folder_tracks(tmp_path / "empty")
+    with pytest.raises(ds.DatasetError, match="no such dataset folder"):
+        ds.folder_tracks(tmp_path / "nowhere")
+
+
+def test_segments_resample_fit_channels_and_are_deterministic(tmp_path):
+    tracks = ds.folder_tracks(T.make_folder_dataset(tmp_path, tracks=2, rate=22_050))
+    seg = ds.TrackSegments(tracks, rate=16_000, samples=4000, items=6, channels=1, seed=3)
+    item = seg[2]
+    assert item["mixture"].shape == item["vocals"].shape == (1, 4000)
+    again = ds.TrackSegments(tracks, rate=16_000, samples=4000, items=6, channels=1, seed=3)[2]
+    assert np.array_equal(item["mixture"].numpy(), again["mixture"].numpy())
+    seg.set_epoch(1)
+    assert not np.array_equal(seg[2]["mixture"].numpy(), item["mixture"].numpy())
+    valid = ds.TrackSegments(tracks, rate=16_000, samples=4000, items=4, seed=3, train=False)
+    v0 = valid[0]["mixture"].numpy()
+    valid.set_epoch(5)
+    assert np.array_equal(valid[0]["mixture"].numpy(), v0)  # validation never changes
+
+
+def test_loopback_after_split(tmp_path):
+    tracks = ds.folder_tracks(T.make_folder_dataset(tmp_path, tracks=10, seconds=0.3))
+    train, valid = ds.split_tracks(tracks, 0.2)
+    assert train and valid and not {t.name for t in train} & {t.name for t in valid}
+    looped = ds.apply_loopback(train, 0.25, seed=0)
+    extra = looped[len(train):]
+    assert len(extra) == 2 * round(0.25 * len(train))
+    v_only = next(t for t in extra if t.mode == "vocals")
+    a_only = next(t for t in extra if t.mode == "accompaniment")
+    mix, voc = v_only.read(0, 1000)
+    np.testing.assert_array_equal(mix, voc)
+    inner_mix, inner_voc = a_only.inner.read(0, 1000)
+    mix, voc = a_only.read(0, 1000)
+    np.testing.assert_allclose(mix, inner_mix - inner_voc)
+    assert not voc.any()
+    assert ds.apply_loopback(train, 0.0, seed=0) == train
+
+
+def test_source_mixing_from_folders(tmp_path):
+    voice_dir, bg_dir = T.make_source_folders(tmp_path)
+    files = ds.folder_sources([voice_dir], [bg_dir], valid_fraction=0.0)
+    assert sum(f.kind == "voice" for f in files) == 4
+    mixer = ds.SourceMixDataset(files, rate=16_000, samples=8000, items=40, seed=1, loopback=0.2)
+    kinds = set()
+    for i in range(40):
+        item = mixer[i]
+        mix, voc = item["mixture"].numpy(), item["vocals"].numpy()
+        assert mix.shape == (1, 8000)
+        assert np.abs(mix).max() <= 0.99 + 1e-6
+        acc = mix - voc
+        kinds.add(("v" if np.abs(voc).max() > 0 else "") + ("a" if np.abs(acc).max() > 1e-6 else ""))
+    assert {"va", "v", "a"} <= kinds  # mixtures, and both loopback kinds
+    a = mixer[3]["mixture"].numpy()
+    assert np.array_equal(a, mixer[3]["mixture"].numpy())
+    mixer.set_epoch(1)
+    assert not np.array_equal(a, mixer[3]["mixture"].numpy())
+    with pytest.raises(ds.DatasetError, match="no such folder of recordings"):
+        ds.folder_sources([tmp_path / "none"], [bg_dir])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ds.DatasetError, match="empty: no audio files"):
+        ds.folder_sources([tmp_path / "empty"], [bg_dir])
+
+
+def test_corpus_manifest(tmp_path):
+    root = T.make_manifest_corpus(tmp_path)
+    files = ds.manifest_sources(root)
+    assert {f.split for f in files} == {"train", "valid"}
+    assert all(f.license == "CC0" and f.duration > 0 for f in files)
+    summary = ds.sources_summary(files)
+    assert {r["name"] for r in summary} == {"synthetic-voice", "synthetic-background"}
+    lines = (root / "manifest.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["path"] = "voice/gone.wav"
+    (root / "manifest.jsonl").write_text("\n".join([json.dumps(rec)] + lines[1:]) + "\n")
+    with pytest.raises(ds.DatasetError, match="gone.wav: missing file listed in"):
+        ds.manifest_sources(root)
+    (root / "manifest.jsonl").write_text('{"path": "x.wav"}\n')
+    with pytest.raises(ds.DatasetError, match="record 1 needs 'path' and kind"):
+        ds.manifest_sources(root)
+    with pytest.raises(ds.DatasetError, match="no manifest.jsonl"):
+        ds.manifest_sources(tmp_path / "voice")
+
+
+def test_prepare_writes_the_report_layout(tmp_path, stems_root):
+    n = prepare_musdb(stems_root, tmp_path / "musdb_out")
+    assert n == 3
+    train = ds.folder_tracks(tmp_path / "musdb_out" / "train")
+    assert len(train) == 2 and len(ds.folder_tracks(tmp_path / "musdb_out" / "test")) == 1
+    assert prepare_musdb(stems_root, tmp_path / "musdb_out") == 0  # resumable: nothing left to do
+    med = T.make_medleydb(tmp_path / "med", tracks=2, instrumental=1)
+    assert prepare_medleydb(med, tmp_path / "med_out") == 2
+    out = ds.folder_tracks(tmp_path / "med_out")
+    src = {t.name: t for t in ds.medleydb_tracks(med)}
+    for t in out:
+        np.testing.assert_allclose(t.read(0, 5000)[1], src[t.name].read(0, 5000)[1], atol=1e-6)

@@ -1,0 +1,265 @@
+"""Live runs through a real (private) PulseAudio server: the signal arrives, on time, and failures are clean.
+
+The server (see ``conftest.pulse``) has one 4-channel bus: chirps played on
+``iso_play`` land on aux0/1, the engine reads them from the ``iso_in`` source
+and plays into ``iso_out`` (aux2/3). One ``parec`` of the bus monitor records
+the engine's input and output on the same clock, so the measured delay is
+exact up to the server's own buffering.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import BUS_MAP, PULSE_RATE
+
+from deepiso.realtime.backends import DeviceError, open_stream
+from deepiso.realtime.host import Host, Plugin
+from deepiso.realtime.plugins.basic import Gain, Meter, Mix
+from deepiso.realtime.plugins.isolator import Isolator
+from deepiso.realtime.virtual_device import RouteWarmer
+
+#: Allowance for the server's own buffering on the way in and out (pacat → bus → parec).
+SERVER_SLACK_S = 0.030
+CHIRP_TIMES = (0.25, 0.71, 1.38, 1.9)  # irregular, so a correlation cannot pick the wrong chirp
+
+
+def _chirp(rate: int = PULSE_RATE, seconds: float = 0.04, f0: float = 300.0, f1: float = 3000.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    return (0.5 * np.sin(phase) * np.hanning(t.size)).astype(np.float32)
+
+
+def _test_signal(total: float = 2.4) -> np.ndarray:
+    x = np.zeros((int(total * PULSE_RATE), 2), np.float32)
+    c = _chirp()
+    for t in CHIRP_TIMES:
+        i = int(t * PULSE_RATE)
+        x[i : i + c.size] += c[:, None]
+    return x
+
+
+def _lags(recording: np.ndarray) -> list[int]:
+    """Delay (samples at 48 kHz) of every chirp from the engine's input (aux0) to its output (aux2)."""
+    c = _chirp()
+
+    def onsets(sig: np.ndarray) -> np.ndarray:
+        corr = np.correlate(sig, c, mode="valid")
+        peaks = []
+        threshold = 0.5 * float(np.abs(corr).max())
+        i = 0
+        while i < corr.size:
+            if corr[i] > threshold:
+                j = i + int(np.argmax(corr[i : i + c.size]))
+                peaks.append(j)
+                i = j + c.size
+            else:
+                i += 1
+        return np.array(peaks)
+
+    src, dst = onsets(recording[:, 0]), onsets(recording[:, 2])
+    lags = []
+    for s in src:
+        after = dst[(dst >= s) & (dst < s + PULSE_RATE // 4)]
+        if after.size:
+            lags.append(int(after[0] - s))
+    return lags
+
+
+def _measure(pulse, stream, seconds_before: float = 0.3) -> tuple[np.ndarray, list[int]]:
+    path = pulse.root / f"rec-{time.monotonic_ns()}.raw"
+    rec = pulse.parec("bus.monitor", 4, latency_ms=10, path=path, channel_map=BUS_MAP)
+    try:
+        stream.start()
+        time.sleep(seconds_before)
+        x = _test_signal()
+        player = pulse.pacat("iso_play", 2, x.tobytes())
+        deadline = time.monotonic() + 10
+        while player.poll() is None and time.monotonic() < deadline:
+            stream.check()
+            time.sleep(0.05)
+        time.sleep(0.4)
+        stream.check()
+    finally:
+        stream.stop()
+        stream.close()
+        rec.terminate()
+        rec.wait(5)
+    recording = np.fromfile(path, np.float32)
+    recording = recording[: recording.size // 4 * 4].reshape(-1, 4)
+    return recording, _lags(recording)
+
+
+def _chain(kind: str, channels: int):
+    if kind == "passthrough":
+        return [Gain(0.0)], PULSE_RATE
+    # "mixture" = vocals + instrumental: the isolator's output is its input, delayed
+    # by exactly its reported latency, so the chirps can be timed through it.
+    iso = Isolator("tiny-test", channels=channels)
+    return [iso, Mix.parse("mixture")], iso.spec.sample_rate
+
+
+@pytest.mark.parametrize("backend", ["sounddevice", "pyaudio"])
+@pytest.mark.parametrize("kind", ["passthrough", "isolator"])
+def test_live_delay_is_within_the_reported_bound(pulse, backend, kind):
+    # Two cores shared with other work: an xrun in a duplex stream lengthens the
+    # round trip for the rest of that run, so a run with an over-long delay is
+    # retried; a delay *shorter* than the algorithmic latency fails at once.
+    attempts = []
+    for _ in range(3):
+        chain, rate = _chain(kind, channels=1)
+        host = Host(chain, rate, 1, block_size=256)
+        stream = open_stream(host, backend, "iso_in", "iso_out", rate, 256, "low")
+        recording, lags = _measure(pulse, stream)
+        assert lags, f"no chirp came through: input peak {np.abs(recording[:, 0]).max():.2f}, " \
+                     f"output peak {np.abs(recording[:, 2]).max():.2f}"
+        algorithmic = host.latency_samples * PULSE_RATE / rate
+        bound = stream.latency_samples * PULSE_RATE / rate + SERVER_SLACK_S * PULSE_RATE
+        assert min(lags) >= algorithmic - 2, (lags, algorithmic)  # the engine is never earlier than it says
+        # Level is preserved (pass-through and vocals+instrumental are both the identity).
+        assert np.abs(recording[:, 2]).max() == pytest.approx(np.abs(recording[:, 0]).max(), rel=0.1)
+        stats = host.stats()
+        assert stats.faults == 0 and stats.frames > rate
+        attempts.append((lags, round(bound), stats.xruns))
+        steady = max(lags) - min(lags) <= 256 * PULSE_RATE // rate + 2  # constant within a run (up to a block)
+        if len(lags) == len(CHIRP_TIMES) and max(lags) <= bound and steady:
+            break
+    else:
+        pytest.fail(f"delay beyond the reported bound in every run (lags, bound, xruns): {attempts}")
+
+
+def _deepiso(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deepiso.realtime.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+def test_virtual_microphone_carries_the_engine_output(pulse):
+    up = _deepiso("virtual-mic", "up")
+    assert up.returncode == 0, up.stderr
+    assert "virtual microphone is up" in up.stdout
+    try:
+        sources = pulse.pactl("list", "short", "sources")
+        assert "deepiso_mic" in sources
+        assert "Description: deepiso\n" in pulse.pactl("list", "sources") + "\n"
+        path = pulse.root / "mic.raw"
+        rec = pulse.parec("deepiso_mic", 1, latency_ms=20, path=path)
+        live = subprocess.Popen([sys.executable, "-m", "deepiso.realtime.cli", "live", "--input", "iso_in",
+                                 "--output", "deepiso", "--model", "none", "--samplerate", "48000",
+                                 "--duration", "3", "--quiet"], stderr=subprocess.PIPE, text=True)
+        time.sleep(1.2)  # interpreter start-up and stream open
+        pulse.pacat("iso_play", 2, _test_signal().tobytes()).wait(10)
+        _, err = live.communicate(timeout=20)
+        rec.terminate()
+        rec.wait(5)
+        assert live.returncode == 0, err
+        mic = np.fromfile(path, np.float32)
+        c = _chirp()
+        corr = np.correlate(mic, c, mode="valid")
+        assert corr.max() > 0.8 * float(np.dot(c, c))  # the chirps came through the virtual mic intact
+        assert "xruns" in err
+    finally:
+        down = _deepiso("virtual-mic", "down")
+    assert down.returncode == 0, down.stderr
+    status = _deepiso("virtual-mic", "status")
+    assert "down" in status.stdout and "deepiso_mic" not in pulse.pactl("list", "short", "sources")
+
+
+@pytest.mark.parametrize("backend", ["sounddevice", "pyaudio"])
+def test_a_vanishing_output_device_ends_cleanly(pulse, backend):
+    module = pulse.pactl("load-module", "module-null-sink", "sink_name=vanishing", "rate=48000",
+                         "format=float32le")
+    host = Host([Gain(0.0)], PULSE_RATE, 1, block_size=256)
+    warmer = RouteWarmer("vanishing")  # a fresh null sink starts in 2-second blocks otherwise
+    assert warmer.start()
+    stream = open_stream(host, backend, "iso_in", "vanishing", PULSE_RATE, 256)
+    stream.start()
+    try:
+        t0 = time.monotonic()
+        while host.blocks < 20 and time.monotonic() - t0 < 3:
+            time.sleep(0.05)
+        assert host.blocks >= 20
+        pulse.pactl("unload-module", module)
+        t0 = time.monotonic()
+        outcome = None
+        while time.monotonic() - t0 < 12:
+            try:
+                stream.check()
+            except DeviceError as exc:
+                outcome = str(exc)
+                break
+            time.sleep(0.05)
+        blocks_then = host.blocks
+        if outcome is None:  # recovered: the server moved the stream to another device
+            time.sleep(0.3)
+            assert host.blocks > blocks_then
+    finally:
+        t0 = time.monotonic()
+        stream.stop()
+        stream.close()
+        warmer.stop()
+        assert time.monotonic() - t0 < 5  # no hang on a dead device
+    if outcome is not None:
+        assert "device" in outcome
+
+
+class Exploding(Plugin):
+    name = "exploding"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def process(self, inp, out):
+        self.calls += 1
+        out[...] = inp
+        if self.calls % 10 == 0:
+            raise ValueError("boom")
+
+
+def test_plugin_exceptions_do_not_stop_a_live_stream(pulse):
+    meter = Meter()
+    host = Host([Exploding(), meter], PULSE_RATE, 1, block_size=256)
+    stream = open_stream(host, "sounddevice", "iso_in", "iso_out", PULSE_RATE, 256)
+    stream.start()
+    try:
+        t0 = time.monotonic()
+        while host.blocks < 200 and time.monotonic() - t0 < 6:
+            stream.check()
+            time.sleep(0.05)
+        assert stream.active
+    finally:
+        stream.stop()
+        stream.close()
+    stats = host.stats()
+    assert stats.plugin_faults["exploding"] >= 10
+    assert stats.blocks > 150
+    assert any("boom" in e for e in stats.errors)
+
+
+@pytest.mark.parametrize("args,message,code", [
+    (["--input", "no-such-mic"], "no input device matches 'no-such-mic'", 1),
+    (["--output", "no-such-speaker"], "no output device matches 'no-such-speaker'", 1),
+    (["--output", "iso"], "is ambiguous", 1),
+    (["--output", "999"], "there is no output device number 999", 1),
+    (["--backend", "pyaudio", "--input", "nothing-here"], "no input device matches 'nothing-here'", 1),
+    (["--samplerate", "1000000"], "sample rate 1000000 Hz is not supported", 2),
+    (["--model", "/nonexistent/model.onnx"], "/nonexistent/model.onnx", 2),
+    (["--model", "tiny-test", "--mix", "louder"], "mix 'louder'", 2),
+])
+def test_bad_live_arguments_give_a_clear_error(pulse, args, message, code):
+    base = ["live", "--model", "none", "--duration", "0.5", "--quiet"]
+    result = _deepiso(*base, *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_devices_lists_pulse_inputs_and_outputs(pulse):
+    result = _deepiso("devices")
+    assert result.returncode == 0, result.stderr
+    assert "pulse" in result.stdout
+    assert "iso_in" in result.stdout and "iso_out" in result.stdout

@@ -1,0 +1,261 @@
+"""The quality benchmark: its metrics, its evaluation-set builder, delay handling of streaming peers, one run."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import evalset  # noqa: E402
+import peers  # noqa: E402
+import quality  # noqa: E402
+
+from deepiso.realtime.frame import FrameSpec  # noqa: E402
+
+RATE = 16_000
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A tiny generated corpus (formant speech and singing, synthetic music and noise) with valid and test splits."""
+    folder = tmp_path_factory.mktemp("corpus")
+    evalset.make_synthetic_corpus(folder, splits=("valid", "test"), files_per_kind=2, seconds=3.0, rate=RATE,
+                                  espeak=False, seed=3)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def items(corpus):
+    return evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=RATE, seed=5)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_si_sdr_of_a_scaled_copy_is_huge_and_of_noise_very_negative():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(RATE)
+    assert quality.si_sdr(0.3 * ref, ref) > 100.0
+    assert quality.si_sdr(-2.0 * ref + 5.0, ref) > 100.0  # sign, scale and DC do not matter
+    assert quality.si_sdr(rng.standard_normal(RATE), ref) < -20.0
+    noisy = ref + 10 ** (-10 / 20) * rng.standard_normal(RATE)  # noise 10 dB down
+    assert quality.si_sdr(noisy, ref) == pytest.approx(10.0, abs=0.3)
+
+
+def test_si_sdr_refuses_mismatched_lengths():
+    with pytest.raises(ValueError, match="differ in shape"):
+        quality.si_sdr(np.zeros(10), np.ones(11))
+
+
+def test_residual_in_voice_free_stretches():
+    rng = np.random.default_rng(1)
+    voc = np.zeros(RATE * 2)
+    voc[RATE // 2: RATE] = rng.standard_normal(RATE // 2)  # voice only in 0.5..1.0 s
+    bg = 0.5 * rng.standard_normal(voc.size)
+    mix = voc + bg
+    assert quality.residual_db(mix, mix, voc, RATE) == pytest.approx(0.0, abs=1e-9)
+    assert quality.residual_db(voc + 0.01 * bg, mix, voc, RATE) == pytest.approx(-40.0, abs=0.5)
+    assert quality.residual_db(voc, mix, voc, RATE) < -100.0
+    # A voice that never pauses leaves nothing to measure.
+    assert quality.residual_db(mix, mix, rng.standard_normal(voc.size), RATE) is None
+
+
+def test_bss_sdr_ranks_truth_over_mixture():
+    rng = np.random.default_rng(2)
+    voc = rng.standard_normal(3 * RATE)
+    mix = voc + rng.standard_normal(voc.size)
+    good = quality.bss_sdr(voc + 0.01 * rng.standard_normal(voc.size), voc, mix, RATE, "fast")
+    bad = quality.bss_sdr(mix, voc, mix, RATE, "fast")
+    assert good > 30.0 and bad < 5.0
+    with pytest.raises(ValueError, match="unknown SDR method"):
+        quality.bss_sdr(mix, voc, mix, RATE, "bsseval9")
+
+
+def test_oracle_masks_beat_the_mixture(items):
+    irm, ibm, mixture = quality.OracleMask(binary=False), quality.OracleMask(binary=True), quality.MixtureSystem()
+    for it in items:
+        base = quality.score(quality.run_system(mixture, it)[0], it, None)
+        assert base["si_sdri"] == pytest.approx(0.0, abs=1e-9)
+        for oracle in (irm, ibm):
+            got = quality.score(quality.run_system(oracle, it)[0], it, None)
+            assert got["si_sdri"] > 5.0, (oracle.name, it.name, got)
+            assert got["residual_db"] is not None and got["residual_db"] < -30.0
+
+
+def test_spectral_apply_identity_returns_the_input_aligned():
+    spec = FrameSpec(sample_rate=RATE, n_fft=256, hop=64, past_frames=2, future_frames=1)
+    x = np.random.default_rng(3).standard_normal(5000).astype(np.float32)
+    y = quality.spectral_apply(x, spec, lambda frames: frames)
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-5)
+
+
+def test_ica_keeps_the_component_closest_to_the_truth(items):
+    it = items[0]
+    ica = quality.ICASystem()
+    noise = np.random.default_rng(4).standard_normal(it.mixture.shape[-1])
+    ica._ica = lambda mix: np.stack([noise, -3.0 * evalset.Item.background.fget(it).mean(0),
+                                     -2.0 * it.vocals.mean(0)])
+    est = ica.separate(it.mixture, it.rate, (it.vocals, it.background))
+    assert quality.si_sdr(est, it.vocals.mean(0)) > 100.0
+
+
+# ----------------------------------------------------------------------------- evaluation set
+
+
+def test_set_builder_draws_every_cell_at_its_snr_from_its_split(items, corpus):
+    assert len(items) == len(evalset.CATEGORIES) * len(evalset.SNRS_DB)
+    cells = {(it.category, it.meta["snr_db"]) for it in items}
+    assert cells == {(c, s) for c in evalset.CATEGORIES for s in evalset.SNRS_DB}
+    for it in items:
+        assert it.mixture.shape == it.vocals.shape == (2, 2 * RATE)
+        assert it.mixture.dtype == np.float32
+        v, b = it.vocals.mean(0).astype(np.float64), it.background.mean(0).astype(np.float64)
+        assert 10 * np.log10(np.sum(v ** 2) / np.sum(b ** 2)) == pytest.approx(it.meta["snr_db"], abs=0.01)
+        assert np.abs(it.mixture).max() == pytest.approx(10 ** (-1 / 20), rel=1e-4)
+        files = [c["file"] for c in it.meta["voice_clips"]] + [it.meta["background_clip"]["file"]]
+        assert all("/valid/" in f for f in files), files
+        assert all(Path(c["file"]).name.startswith(it.meta["voice"]) for c in it.meta["voice_clips"])
+        assert Path(it.meta["background_clip"]["file"]).name.startswith(it.meta["background"])
+        # Speech and singing have pauses, so the gap residual can be measured on every item.
+        assert quality.voice_free_mask(it.vocals.mean(0), RATE).sum() >= 0.2 * RATE
+
+
+def test_set_builder_is_deterministic_and_round_trips_through_a_folder(items, corpus, tmp_path):
+    again = evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=RATE, seed=5)
+    other = evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=RATE, seed=6)
+    assert all(np.array_equal(a.mixture, b.mixture) for a, b in zip(items, again, strict=True))
+    assert not all(np.array_equal(a.mixture, b.mixture) for a, b in zip(items, other, strict=True))
+    evalset.save_set(items, tmp_path / "set")
+    assert sorted(p.name for p in (tmp_path / "set" / items[0].name).iterdir()) == \
+        ["meta.json", "mixture.wav", "vocals.wav"]
+    back = evalset.load_set(tmp_path / "set")
+    assert [b.name for b in back] == [it.name for it in items]
+    for a, b in zip(items, back, strict=True):
+        assert b.rate == RATE and b.meta == json.loads(json.dumps(a.meta))
+        np.testing.assert_array_equal(a.mixture, b.mixture)
+        np.testing.assert_array_equal(a.vocals, b.vocals)
+
+
+def test_manifest_in_the_corpus_builder_record_layout(tmp_path):
+    (tmp_path / "voice").mkdir()
+    records = [
+        {"path": "voice/a.flac", "kind": "voice", "category": "speech", "split": "valid", "source": "x"},
+        {"path": "voice/b.flac", "kind": "voice", "category": "singing", "split": "test", "source": "y"},
+        {"path": "bg/c.flac", "kind": "background", "category": "ambience", "split": "valid", "source": "z"},
+        {"path": "bg/d.flac", "kind": "background", "category": "music", "split": "train", "source": "w"},
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    files = evalset.read_manifest(tmp_path)
+    assert [(f.role, f.category, f.split) for f in files] == [
+        ("voice", "speech", "valid"), ("voice", "singing", "test"), ("background", "noise", "valid"),
+        ("background", "music", "train")]
+    assert files[0].path == tmp_path / "voice/a.flac"
+
+
+def test_set_builder_bad_inputs_name_the_problem(corpus, tmp_path):
+    with pytest.raises(evalset.EvalSetError, match="no corpus manifest"):
+        evalset.build_set(tmp_path)
+    with pytest.raises(evalset.EvalSetError, match="unknown split"):
+        evalset.build_set(corpus, split="holdout")
+    with pytest.raises(evalset.EvalSetError, match="no voice/speech files for speech_music"):
+        evalset.build_set(corpus, split="train")
+    (tmp_path / "manifest.jsonl").write_text("{not json\n")
+    with pytest.raises(evalset.EvalSetError, match="manifest.jsonl: not a readable JSON manifest"):
+        evalset.read_manifest(tmp_path)
+    with pytest.raises(evalset.EvalSetError, match="no such evaluation set folder"):
+        evalset.load_set(tmp_path / "missing")
+    with pytest.raises(evalset.EvalSetError, match="silent"):
+        evalset.mix_at_snr(np.zeros((2, 100)), np.ones((2, 100)), 0.0)
+
+
+# ----------------------------------------------------------------------------- streaming peers' delay
+
+
+def _delay_line(cls, delay: int, gain: float = 1.0):
+    """A stand-in for a streaming peer library: passes audio through ``delay`` samples late, frame by frame."""
+
+    class Delayed(cls):
+        def load(self):
+            pass
+
+        def _open(self):
+            return {"line": np.zeros(delay + self.frame, np.float32)}
+
+        def _process(self, state, inp, out):
+            line = state["line"]
+            line[delay: delay + self.frame] = inp
+            out[:] = gain * line[: self.frame]
+            line[: delay] = line[self.frame: self.frame + delay]
+
+        def _close(self, state):
+            state["line"] = None
+
+    peer = Delayed()
+    peer.delay = delay
+    return peer
+
+
+@pytest.mark.parametrize("cls, stated", [(peers.RNNoisePeer, 960), (peers.DeepFilterNet3Peer, 1440)])
+def test_streaming_peer_delay_is_compensated(cls, stated):
+    assert cls.delay == stated and cls.rate == 48_000 and cls.frame == 480
+    peer = _delay_line(cls, cls.delay)
+    x = np.random.default_rng(5).standard_normal(48_000 + 123).astype(np.float32)  # not a whole number of frames
+    raw = peer.raw(x)
+    np.testing.assert_array_equal(raw[stated: x.size], x[: x.size - stated])  # the library's output is late
+    y = peer.separate(np.stack([x, x]), 48_000)
+    assert y.shape == x.shape
+    np.testing.assert_array_equal(y, x)  # and the wrapper lines it up to the sample
+    assert peers.measure_delay(peer.raw, x, max_delay=4 * stated) == stated
+
+
+def test_a_wrong_stated_delay_shows_in_the_score():
+    # The wrapper trusts its stated delay; if the library's real delay differed, the estimate
+    # would be misaligned and lose SI-SDR, which is why the run measures the delay of every peer.
+    peer = _delay_line(peers.RNNoisePeer, 960)
+    peer.delay = 480
+    x = np.random.default_rng(6).standard_normal(24_000).astype(np.float32)
+    assert quality.si_sdr(peer.separate(x[None], 48_000), x) < -3.0
+    assert peers.measure_delay(_delay_line(peers.RNNoisePeer, 960).raw, x, 4000) == 960
+
+
+def test_unknown_peer_name_is_refused():
+    with pytest.raises(ValueError, match="unknown peers"):
+        peers.available_peers(["rnnoise", "nonesuch"])
+
+
+# ----------------------------------------------------------------------------- one run end to end
+
+
+def test_benchmark_runs_our_tiny_model_and_the_oracles_on_two_items(items, tmp_path):
+    folder = evalset.save_set([items[1], items[-2]], tmp_path / "set")  # one speech, one singing item
+    out = tmp_path / "res" / "quality.json"
+    result = quality.main(["--set", str(folder), "--model", "tiny-test", "--peers", "none", "--no-ica",
+                           "--sdr", "fast", "--out", str(out), "--clips", "1"])
+    data = json.loads(out.read_text())
+    assert data["summary"].keys() == {"mixture", "deepiso:tiny-test", "oracle_irm", "oracle_ibm"}
+    assert len(data["rows"]) == 2 * 4
+    tiny = next(s for s in data["systems"] if s["name"] == "deepiso:tiny-test")
+    assert "UNTRAINED" in tiny["note"] and tiny["frame_spec"]["sample_rate"] == 16_000
+    assert data["summary"]["oracle_irm"]["si_sdri"] > 5.0
+    assert data["summary"]["deepiso:tiny-test"]["cpu_s_per_min"] > 0.0
+    speech = [r for r in data["rows"] if r["category"].startswith("speech")]
+    singing = [r for r in data["rows"] if r["category"].startswith("singing")]
+    assert speech and singing
+    assert all("pesq" in r and "stoi" in r for r in speech)  # speech items only (None without the packages)
+    assert not any("pesq" in r for r in singing)
+    assert "| deepiso tiny-test (untrained) |" in result["markdown"]
+    for pic in data["pictures"]:
+        assert Path(pic).is_file() and Path(pic).stat().st_size > 10_000
+    assert len(data["pictures"]) == 2
+
+
+def test_missing_model_file_is_reported(tmp_path):
+    from deepiso.realtime.onnx_model import ModelError
+
+    with pytest.raises(ModelError, match="nope.onnx"):
+        quality.ModelSystem(str(tmp_path / "nope.onnx")).load()

@@ -1,0 +1,164 @@
+"""`deepiso train` end to end on tiny datasets of every layout: steps, validation, checkpoints, exact resume
+after a kill, DDP through torchrun, and the configuration file."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from deepiso.realtime import cli
+from deepiso.train import testing as T
+from deepiso.train.checkpoint import load_checkpoint, read_checkpoint
+from deepiso.train.config import ConfigError, TrainConfig
+from deepiso.train.loop import train
+
+
+def _config(tmp_path, data: dict, **extra) -> dict:
+    cfg = {
+        "model": "tiny-test",
+        "data": {"segment_seconds": 0.25, "train_items": 8, "valid_items": 2, "channels": 2, "valid_fraction": 0.34,
+                 **data},
+        "augment": {"awgn_profiles": 1, "awgn_snr_db": [10.0], "remix": 0.5},
+        "loss": {"magnitude": 0.5, "si_sdr": 0.01},
+        "optim": {"batch_size": 4, "epochs": 1, "lr": 0.003},
+        "out_dir": str(tmp_path / "run"),
+        "progress": False,
+        "threads": 1,
+    }
+    for k, v in extra.items():
+        if isinstance(v, dict):
+            cfg[k] = {**cfg.get(k, {}), **v}
+        else:
+            cfg[k] = v
+    return cfg
+
+
+LAYOUTS = ["folder", "musdb_stems", "musdb_wav", "medleydb", "sources", "manifest"]
+
+
+def _dataset(layout, root):
+    if layout == "folder":
+        return {"kind": "folder", "root": str(T.make_folder_dataset(root, tracks=3))}
+    if layout == "musdb_stems":  # every item costs two ffmpeg decodes: fewer, shorter tracks
+        return {"kind": "musdb", "root": str(T.make_musdb_stems(root, train=2, test=0, seconds=0.5)),
+                "train_items": 4}
+    if layout == "musdb_wav":
+        return {"kind": "musdb", "is_wav": True, "root": str(T.make_musdb_wav(root, train=3, test=0))}
+    if layout == "medleydb":
+        return {"kind": "medleydb", "root": str(T.make_medleydb(root, tracks=3))}
+    if layout == "sources":
+        v, b = T.make_source_folders(root)
+        return {"kind": "sources", "voice_dirs": [str(v)], "background_dirs": [str(b)], "valid_fraction": 0.3}
+    return {"kind": "manifest", "root": str(T.make_manifest_corpus(root))}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_deepiso_train_on_each_layout(tmp_path, layout, capsys):
+    cfg = _config(tmp_path, _dataset(layout, tmp_path / "data"))
+    cfg["optim"]["batch_size"] = cfg["data"]["train_items"] // 2
+    path = tmp_path / ("cfg.yaml" if layout.startswith("m") else "cfg.json")
+    TrainConfig.from_dict(cfg).save(path)
+    assert cli.main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    for name in ("best.pt", "last.pt", "config.json", "history.json", "loss.png", "train_config.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").iterdir())
+    model, info = load_checkpoint(run / "best.pt")
+    assert info["metrics"]["epoch"] == 0 and np.isfinite(info["metrics"]["val_loss"])
+    assert info["train_config"]["data"]["kind"] == cfg["data"]["kind"]
+    assert json.loads((run / "config.json").read_text())["frame_spec"] == model.spec.to_dict()
+    # run the same command with one more epoch: it resumes where it stopped
+    assert cli.main(["train", str(path), "--set", "optim.epochs=2"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert history[1]["global_step"] == 4
+    assert "resuming from" in capsys.readouterr().err
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path):
+    data = _dataset("folder", tmp_path / "data")
+    base = _config(tmp_path, {**data, "train_items": 32}, checkpoint_every=1, tensorboard=False,
+                   optim={"epochs": 2})
+    # uninterrupted reference, in this process
+    ref_cfg = TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "ref")})
+    ref = train(ref_cfg)
+    assert ref["position"]["global_step"] == 16
+
+    cfg_path = TrainConfig.from_dict(base).save(tmp_path / "cfg.json")
+    proc = subprocess.Popen([sys.executable, "-m", "deepiso.train", str(cfg_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    last = tmp_path / "run" / "last.pt"
+    killed_at = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                step = json.loads(read_checkpoint(last)["extra"]["position"])["global_step"]
+            except Exception:  # replaced while we read it: try again
+                step = 0
+            if step >= 3:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=30)
+    assert killed_at is not None and killed_at < 16, proc.stderr.read().decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL
+
+    saved_step = json.loads(read_checkpoint(last)["extra"]["position"])["global_step"]
+    resumed = train(TrainConfig.load(cfg_path))
+    assert resumed["position"]["global_step"] == 16
+    assert resumed["steps"] == 16 - saved_step  # continued from the checkpoint, not from scratch
+    a = read_checkpoint(tmp_path / "ref" / "last.pt")["state_dict"]
+    b = read_checkpoint(last)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-4)
+    ha = json.loads((tmp_path / "ref" / "history.json").read_text())
+    hb = json.loads((tmp_path / "run" / "history.json").read_text())
+    for x, y in zip(ha, hb, strict=True):
+        assert abs(x["val_loss"] - y["val_loss"]) < 1e-4
+
+
+def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
+    data = _dataset("folder", tmp_path / "data")
+    cfg_path = TrainConfig.from_dict(_config(tmp_path, data, tensorboard=False)).save(tmp_path / "cfg.json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "deepiso.train", str(cfg_path)],
+                         capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["position"]["global_step"] == 1  # 8 items / 2 ranks / batch 4
+    _, info = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert info["train_config"]["world_size"] == 2
+    assert np.isfinite(info["metrics"]["val_loss"])
+
+
+def test_config_files_and_errors(tmp_path, capsys):
+    cfg = TrainConfig.from_dict({"model": "seed", "optim": {"lr": 1e-4}, "augment": {"loopback": 0.2}})
+    for name in ("c.json", "c.yaml"):
+        assert TrainConfig.load(cfg.save(tmp_path / name)) == cfg
+    assert cfg.with_overrides(["optim.batch_size=3", "data.snr_db=[0, 5]"]).optim.batch_size == 3
+    with pytest.raises(ConfigError, match="unknown configuration field\\(s\\): optim.lrr"):
+        TrainConfig.from_dict({"optim": {"lrr": 1}})
+    with pytest.raises(ConfigError, match="optim.batch_size must be an integer"):
+        TrainConfig.from_dict({"optim": {"batch_size": "big"}})
+    with pytest.raises(ConfigError, match="unknown field"):
+        cfg.with_overrides(["optim.nope=1"])
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        TrainConfig.load(tmp_path / "bad.yaml")
+    # the command reports bad input with the file's name and exit status 2
+    TrainConfig.from_dict({"model": "tiny-test", "data": {"kind": "folder", "root": str(tmp_path / "nodata")},
+                           "out_dir": str(tmp_path / "run")}).save(tmp_path / "nodata.json")
+    assert cli.main(["train", str(tmp_path / "nodata.json")]) == 2
+    assert "nodata: no such dataset folder" in capsys.readouterr().err
+    TrainConfig.from_dict({"model": "nope"}).save(tmp_path / "nomodel.json")
+    assert cli.main(["train", str(tmp_path / "nomodel.json")]) == 2
+    assert "unknown model configuration 'nope'" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""Batch augmentations: small modules that act only in training mode.
+
+Each takes and returns a batch dict ``{"mixture": (B, C, L), "vocals": (B, C, L)}``
+(float tensors, any device) plus a ``torch.Generator`` on the batch's device
+that the training loop seeds from ``(seed, epoch, step)``, so the noise is
+fresh every batch and every epoch, yet a resumed run draws the same numbers.
+In eval mode every module returns its input unchanged.
+
+The accompaniment is always ``mixture - vocals``; modules that change the
+mixture keep that identity where it has a meaning (gain, swap, remix) and
+AWGN adds the noise to the mixture only, so the target stays the clean vocals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+Batch = dict[str, Tensor]
+
+
+def _uniform(shape: tuple[int, ...], lo: float, hi: float, gen: torch.Generator, device: torch.device) -> Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
+
+
+class AWGN(nn.Module):
+    """The report's noise generation: ``profiles`` white-noise draws × ``len(snr_db)`` levels per item.
+
+    Each item yields ``profiles * len(snr_db)`` noisy copies (noise at
+    ``snr_db`` dB below the item's mixture RMS) mapping to the same vocals;
+    with ``keep_clean`` the original is kept too. The batch grows from ``B``
+    to ``B * (keep_clean + profiles * len(snr_db))``, ordered item-major.
+    """
+
+    def __init__(self, profiles: int = 1, snr_db: Sequence[float] = (20.0, 10.0), keep_clean: bool = True) -> None:
+        super().__init__()
+        if profiles < 0:
+            raise ValueError(f"AWGN profiles must be >= 0, got {profiles}")
+        self.profiles, self.snr_db, self.keep_clean = profiles, [float(s) for s in snr_db], keep_clean
+
+    @property
+    def copies(self) -> int:
+        return int(self.keep_clean) + self.profiles * len(self.snr_db)
+
+    def forward(self, batch: Batch, gen: torch.Generator) -> Batch:
+        if not self.training or self.profiles == 0 or not self.snr_db:
+            return batch
+        mix, voc = batch["mixture"], batch["vocals"]
+        b, c, n = mix.shape
+        rms = mix.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-5)  # (B, 1, 1)
+        stds = torch.tensor([10 ** (-s / 20) for s in self.snr_db], device=mix.device)  # (M,)
+        noise = torch.randn((b, self.profiles, 1, c, n), generator=gen, device=mix.device)
+        noisy = mix[:, None, None] + noise * stds[None, None, :, None, None] * rms[:, None, None]  # (B, N, M, C, L)
+        noisy = noisy.reshape(b, -1, c, n)
+        if self.keep_clean:
+            noisy = torch.cat([mix[:, None], noisy], dim=1)
+        k = noisy.shape[1]
+        out = dict(batch)
+        out["mixture"] = noisy.reshape(b * k, c, n)
+        out["vocals"] = voc[:, None].expand(b, k, c, n).reshape(b * k, c, n)
+        return out
+
+
+class RandomGain(nn.Module):
+    """Scale each item (mixture and vocals alike) by a gain uniform in ``[low_db, high_db]`` dB."""
+
+    def __init__(self, low_db: float = -6.0, high_db: float = 6.0) -> None:
+        super().__init__()
+        self.low_db, self.high_db = low_db, high_db
+
+    def forward(self, batch: Batch, gen: torch.Generator) -> Batch:
+        if not self.training or self.low_db == self.high_db == 0:
+            return batch
+        mix = batch["mixture"]
+        db = _uniform((mix.shape[0], 1, 1), self.low_db, self.high_db, gen, mix.device)
+        g = torch.pow(10.0, db / 20)
+        return {**batch, "mixture": mix * g, "vocals": batch["vocals"] * g}
+
+
+class ChannelSwap(nn.Module):
+    """Swap left and right of a stereo item with probability ``p`` (mixture and vocals together)."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, batch: Batch, gen: torch.Generator) -> Batch:
+        mix = batch["mixture"]
+        if not self.training or self.p <= 0 or mix.shape[1] != 2:
+            return batch
+        swap = (torch.rand((mix.shape[0], 1, 1), generator=gen, device=mix.device) < self.p)
+        return {**batch, "mixture": torch.where(swap, mix.flip(1), mix),
+                "vocals": torch.where(swap, batch["vocals"].flip(1), batch["vocals"])}
+
+
+class Remix(nn.Module):
+    """With probability ``p`` per item, put its vocals over another item's accompaniment.
+
+    New pairs the dataset never held (Demucs-style remixing); the
+    accompaniment of item ``i`` is taken from a random other item.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, batch: Batch, gen: torch.Generator) -> Batch:
+        mix, voc = batch["mixture"], batch["vocals"]
+        b = mix.shape[0]
+        if not self.training or self.p <= 0 or b < 2:
+            return batch
+        acc = mix - voc
+        shift = torch.randint(1, b, (1,), generator=gen, device=mix.device)
+        other = torch.roll(acc, shifts=int(shift.item()), dims=0)  # never the item's own accompaniment
+        pick = torch.rand((b, 1, 1), generator=gen, device=mix.device) < self.p
+        acc = torch.where(pick, other, acc)
+        return {**batch, "mixture": voc + acc}
+
+
+class Augment(nn.Module):
+    """The configured chain, applied in order: gain, channel swap, remix, AWGN."""
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.chain = nn.ModuleList(modules)
+
+    def forward(self, batch: Batch, gen: torch.Generator) -> Batch:
+        for m in self.chain:
+            batch = m(batch, gen)
+        return batch

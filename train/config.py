@@ -1,0 +1,200 @@
+"""The training configuration: nested dataclasses ↔ JSON or YAML files.
+
+A file holds only the fields it changes; the rest keep their defaults.
+Unknown keys are refused with their dotted name, so a typo never trains the
+wrong model silently. ``--set section.key=value`` on the command line edits
+one field (the value is parsed as YAML: numbers, booleans, lists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot be read or used."""
+
+
+@dataclass
+class DataConfig:
+    """Where the training pairs come from.
+
+    ``kind``: ``"folder"`` (the report's layout: ``root/<track>/{mixture,vocals}.wav``;
+    with ``root/train`` and ``root/valid`` sub-folders those are the split),
+    ``"musdb"`` (``root`` of MUSDB18; ``is_wav`` for the WAV layout; musdb's
+    train/valid split), ``"medleydb"`` (``root`` audio, ``metadata`` YAML folder),
+    ``"sources"`` (``voice_dirs`` + ``background_dirs`` mixed on the fly) or
+    ``"manifest"`` (a corpus ``manifest.json`` at ``root``, mixed on the fly).
+    """
+
+    kind: str = "folder"
+    root: str = ""
+    metadata: str = ""
+    is_wav: bool = False
+    voice_dirs: list[str] = field(default_factory=list)
+    background_dirs: list[str] = field(default_factory=list)
+    valid_fraction: float = 0.1
+    segment_seconds: float = 4.0
+    channels: int = 1
+    train_items: int = 512
+    valid_items: int = 64
+    snr_db: list[float] = field(default_factory=lambda: [-5.0, 10.0])
+    level_db: list[float] = field(default_factory=lambda: [-35.0, -15.0])
+    voice_fill: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    num_workers: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    loopback: float = 0.1  # fraction of training tracks looped back (report: 10 %)
+    awgn_profiles: int = 1  # N white-noise profiles ...
+    awgn_snr_db: list[float] = field(default_factory=lambda: [20.0, 10.0])  # ... × M levels (dB below the mix)
+    awgn_keep_clean: bool = True
+    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    channel_swap: float = 0.5
+    remix: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    contrastive: float = 1.0
+    accompaniment: float = 1.0
+    magnitude: float = 0.0
+    magnitude_power: float = 0.5
+    si_sdr: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 8
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    max_steps_per_epoch: int = 0  # 0: the whole epoch
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved into every checkpoint and as ``train_config.json`` in ``out_dir``."""
+
+    model: str = "default"  # a named configuration of deepiso.train.model
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    frame_overrides: dict[str, Any] = field(default_factory=dict)  # FrameSpec fields
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    out_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU threads per process; 0: all cores (shared among DDP processes)
+    checkpoint_every: int = 0  # steps between resume checkpoints; 0: once per epoch
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True
+
+    # ------------------------------------------------------------- I/O
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _build(cls, data, "")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
+        path = Path(path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        else:
+            text = json.dumps(self.to_dict(), indent=2) + "\n"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such configuration file")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            else:
+                data = json.loads(text)
+        except Exception as exc:
+            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({exc})") from None
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def with_overrides(self, assignments: list[str]) -> TrainConfig:
+        """Apply ``section.key=value`` strings (values parsed as YAML)."""
+        import yaml
+
+        data = self.to_dict()
+        for a in assignments:
+            if "=" not in a:
+                raise ConfigError(f"override {a!r} must look like section.key=value")
+            key, raw = a.split("=", 1)
+            value = yaml.safe_load(raw)
+            node = data
+            parts = key.strip().split(".")
+            for p in parts[:-1]:
+                if not isinstance(node.get(p), dict):
+                    raise ConfigError(f"override {key!r}: {p!r} is not a section")
+                node = node[p]
+            if parts[-1] not in node and not key.startswith(("model_overrides.", "frame_overrides.")):
+                raise ConfigError(f"override {key!r}: unknown field")
+            node[parts[-1]] = value
+        return TrainConfig.from_dict(data)
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'configuration'} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError("unknown configuration field(s): " + ", ".join(f"{where}{k}" for k in unknown))
+    kwargs = {}
+    for name, value in data.items():
+        f = known[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}{name}.")
+            continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}{name} must be true or false, got {value!r}")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{where}{name} must be an integer, got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}{name} must be a number, got {value!r}")
+            value = float(value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}{name} must be a string, got {value!r}")
+        elif isinstance(default, list):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}{name} must be a list, got {value!r}")
+        elif isinstance(default, dict) and not isinstance(value, dict):
+            raise ConfigError(f"{where}{name} must be a mapping, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,230 @@
+"""The sources of deepiso's training corpus: what is taken from where, under which license.
+
+This table is the whole list of material the shipped model may be trained and
+validated on (Debian packages and locally synthesised audio). Anything not in
+it stays unseen so that the held-out evaluation means something; add a source
+here only after checking its license and that the evaluation does not use it.
+
+Paths are matched as POSIX paths relative to the package root
+(``usr/share/...``); a member of a zip container (``*.pk3``, ``*.wz``) is
+matched as ``CONTAINER!MEMBER``, e.g. ``usr/share/games/warzone2100/base.wz!audio/tutorial/x.ogg``.
+Patterns are Python regular expressions searched anywhere in that path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VOICE = "voice"
+BACKGROUND = "background"
+KINDS = (VOICE, BACKGROUND)
+
+# General MIDI programs (0-based) that sound like a human voice: Choir Aahs,
+# Voice Oohs, Synth Voice, Lead 6 (voice). They are removed from rendered
+# accompaniment so the background never carries a voice-like part.
+VOICE_PROGRAMS = frozenset({52, 53, 54, 85})
+# The sung-vowel programs rendered as synthetic singing.
+SUNG_PROGRAMS = (52, 53)
+
+# Only these soundfonts may render MIDI (licenses: MIT and GPL-2).
+SOUNDFONTS = {
+    "FluidR3_GM": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "MIT", "fluid-soundfont-gm"),
+    "TimGM6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "GPL-2", "timgm6mb-soundfont"),
+}
+
+
+@dataclass
+class Source:
+    """One entry of the corpus recipe.
+
+    ``method`` says how items are made: ``deb`` (audio files inside Debian
+    packages), ``midi`` (MIDI files inside packages, rendered by fluidsynth),
+    ``espeak`` / ``flite`` / ``festival`` (speech synthesis), ``choir``
+    (generated melodies on sung-vowel soundfont programs), ``noise``
+    (generated coloured noise and mains hum).
+
+    ``category_rules``: ``(pattern, category)`` pairs tried in order on the
+    path; the first match wins, else ``category``. ``speaker_pattern`` and
+    ``language_pattern`` are regexes with a named group ``speaker`` /
+    ``language``. ``count`` is the number of generated items for synthetic
+    methods. ``weight`` is the sampling weight a training mixer should give the
+    source's files relative to 1.0; ``flags`` are copied into every record.
+    """
+
+    name: str
+    kind: str
+    category: str
+    license: str
+    method: str = "deb"
+    packages: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    category_rules: tuple[tuple[str, str], ...] = ()
+    speaker: str | None = None
+    speaker_pattern: str | None = None
+    language: str | None = None
+    language_pattern: str | None = None
+    flags: tuple[str, ...] = ()
+    weight: float = 1.0
+    denoise: bool = False
+    count: int = 0
+    options: dict = field(default_factory=dict)
+    note: str = ""
+
+
+AUDIO_EXTENSIONS = (".ogg", ".oga", ".opus", ".wav", ".flac", ".mp3", ".g722")
+MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
+CONTAINER_EXTENSIONS = (".pk3", ".wz")
+
+SOURCES: tuple[Source, ...] = (
+    # ---------------------------------------------------------------- voice
+    Source("asterisk-en", VOICE, "speech", "CC-BY-SA-3.0", packages=("asterisk-core-sounds-en-g722",),
+           include=(r"\.g722$",), exclude=(r"/silence/",), speaker="asterisk-en_US_f_Allison", language="en",
+           flags=("phone-band",), note="IVR prompts, one professional speaker; G.722 decodes to 16 kHz"),
+    Source("asterisk-es", VOICE, "speech", "CC-BY-SA-3.0", packages=("asterisk-core-sounds-es-g722",),
+           include=(r"\.g722$",), exclude=(r"/silence/",), speaker="asterisk-es_MX_f_Allison", language="es",
+           flags=("phone-band",)),
+    Source("asterisk-fr", VOICE, "speech", "CC-BY-SA-3.0", packages=("asterisk-core-sounds-fr-g722",),
+           include=(r"\.g722$",), exclude=(r"/silence/",), speaker="asterisk-fr_CA_f_June", language="fr",
+           flags=("phone-band",)),
+    Source("asterisk-it-menardi", VOICE, "speech", "CC-BY-SA-3.0 / LGPL", packages=("asterisk-prompt-it-menardi-wav",),
+           include=(r"\.wav$",), exclude=(r"/silence/",), speaker="asterisk-it_IT_f_Menardi", language="it",
+           flags=("phone-band",), note="8 kHz WAV prompts, female"),
+    Source("fillets-ng-cs", VOICE, "speech", "GPL-2", packages=("fillets-ng-data-cs",),
+           include=(r"/sound/.*/cs/[^/]+\.ogg$",),
+           speaker_pattern=r"/[a-z0-9]+-(?P<speaker>[a-z0-9]+)-[^/]*\.ogg$", language="cs",
+           flags=("hiss",), weight=0.5, denoise=True,
+           note="Czech game dialogue with constant hiss near -42 dBFS: spectrally gated, flagged and weighted down"),
+    Source("klettres", VOICE, "speech", "GPL-2+", packages=("klettres-data",), include=(r"\.ogg$",),
+           language_pattern=r"usr/share/klettres/(?P<language>[^/]+)/", note="letters and syllables"),
+    Source("ktuberling", VOICE, "speech", "GPL-2+", packages=("ktuberling-data",), include=(r"/sounds/.*\.ogg$",),
+           language_pattern=r"/sounds/(?P<language>[^/]+)/", note="single words"),
+    Source("gcin-voice", VOICE, "speech", "GPL-3 / CC-BY-3.0", packages=("gcin-voice",), include=(r"\.ogg$",),
+           language="zh", note="Mandarin syllables, two speakers"),
+    Source("hedgewars-voices", VOICE, "speech", "GFDL-1.3", packages=("hedgewars-data",),
+           include=(r"/Data/Sounds/voices/[^/]+/[^/]+\.ogg$",), exclude=(r"/voices/Singer/",),
+           speaker_pattern=r"/voices/(?P<speaker>[^/]+)/",
+           note="character exclamations; the 'Singer' pack is excluded"),
+    Source("warzone2100-voice", VOICE, "speech", "GPL-2+ / CC-BY-SA", packages=("warzone2100-data",),
+           include=(r"base\.wz!audio/(tutorial|extra|memressp|countdown|vtoltalk|taunts|coltive|trnsppil|"
+                    r"proxmessages|nexus)/.*\.ogg$",),
+           language="en", note="radio-style voice lines from base.wz (sound effects and cut-scene audio left out)"),
+    Source("espeak-ng", VOICE, "speech", "GPL-3+ (espeak-ng)", method="espeak", count=1200,
+           flags=("synthetic",), note="formant synthesis, many languages and voice variants"),
+    Source("flite", VOICE, "speech", "BSD-like (flite)", method="flite", count=500,
+           options={"voices": ("kal", "kal16", "awb", "rms", "slt")}, language="en", flags=("synthetic",)),
+    Source("festival", VOICE, "speech", "BSD-like / festvox licenses", method="festival", count=240,
+           options={"voices": (("voice_kal_diphone", "en"), ("voice_cmu_us_slt_arctic_hts", "en"),
+                               ("voice_lp_diphone", "it"), ("voice_pc_diphone", "it"))},
+           flags=("synthetic",)),
+    Source("fluidsynth-choir", VOICE, "singing", "MIT (FluidR3) / GPL-2 (TimGM6mb)", method="choir", count=240,
+           flags=("synthetic",), note="generated melodies on Choir Aahs / Voice Oohs"),
+    # ----------------------------------------------------------- background
+    Source("wesnoth-music", BACKGROUND, "music", "GPL-2", packages=("wesnoth-1.16-music",), include=(r"\.ogg$",),
+           exclude=(r"nunc_dimittis\.ogg$",), note="nunc_dimittis.ogg is choral and left out"),
+    Source("warzone2100-music", BACKGROUND, "music", "GPL-2+ / CC-BY-SA", packages=("warzone2100-music",),
+           include=(r"\.(opus|ogg)$",)),
+    Source("nexuiz-music", BACKGROUND, "music", "GPL-2", packages=("nexuiz-music",),
+           include=(r"music\.pk3!.*\.ogg$",)),
+    Source("singularity-music", BACKGROUND, "music", "CC-BY-SA-3.0", packages=("singularity-music",),
+           include=(r"/music/.*\.(ogg|wav|flac|mp3)$",)),
+    Source("hyperrogue-music", BACKGROUND, "music", "GPL", packages=("hyperrogue-music",),
+           include=(r"/hyperrogue/music/.*\.ogg$",)),
+    Source("fillets-ng-music", BACKGROUND, "music", "GPL-2", packages=("fillets-ng-data",),
+           include=(r"/fillets-ng/music/.*\.ogg$",), note="music only; the package's dialogue is not a listed source"),
+    Source("openttd-openmsx", BACKGROUND, "music", "GPL-2", method="midi", packages=("openttd-openmsx",)),
+    Source("simutrans-midi", BACKGROUND, "music", "Artistic", method="midi", packages=("simutrans-data",),
+           include=(r"/music/",)),
+    Source("planetblupi-midi", BACKGROUND, "music", "GPL-3+", method="midi", packages=("planetblupi-music-midi",)),
+    Source("mma-midi", BACKGROUND, "music", "GPL", method="midi", packages=("mma",)),
+    Source("sonic-pi-samples", BACKGROUND, "music", "CC0", packages=("sonic-pi-samples",),
+           include=(r"/sonic-pi/samples/.*\.(flac|wav)$",),
+           # ambi_choir is a choir; the robot phrases, the burp and the "voxy" basses are voice-like.
+           exclude=(r"ambi_choir", r"mehackit_robot", r"misc_burp", r"bass_voxy"),
+           category_rules=((r"/(bd_|sn_|drum_|tabla_|perc_|loop_amen|loop_breakbeat|loop_tabla|loop_perc|"
+                            r"elec_(.*snare|.*kick|.*tom|cymbal|tick|triangle|wood))", "drums"),
+                           (r"/(vinyl_|misc_|mehackit_phone|glitch_|loop_3d_printer|loop_industrial)", "noise"),
+                           (r"/ambi_", "ambience"))),
+    Source("hydrogen-drumkits", BACKGROUND, "drums", "GPL", packages=("hydrogen-drumkits",),
+           include=(r"/drumkits/.*\.(wav|flac|ogg)$",), speaker_pattern=r"/drumkits/(?P<speaker>[^/]+)/",
+           note="single drum hits; 'speaker' holds the kit name"),
+    Source("megaglest-ambience", BACKGROUND, "ambience", "CC-BY-SA-3.0", packages=("megaglest-data",),
+           include=(r"/tilesets/[^/]+/sounds/[^/]*(day|night|rain|wind)[^/]*\.(ogg|wav)$",)),
+    Source("generated-noise", BACKGROUND, "noise", "none (generated)", method="noise", count=48,
+           note="white, pink, brown noise and mains hum"),
+)
+
+SOURCES_BY_NAME = {s.name: s for s in SOURCES}
+
+# Small word lists for synthetic sentences (common words; the sentences need
+# the language's sounds, not its grammar).
+WORDS: dict[str, tuple[str, ...]] = {
+    "en": tuple("the house water morning light river people never always little yellow window garden "
+                "together evening mountain question remember thousand children beautiful station "
+                "yesterday moment silver travel listen careful number village paper orange".split()),
+    "es": tuple("casa agua mañana luz río gente nunca siempre pequeño amarillo ventana jardín juntos noche "
+                "montaña pregunta recordar mil niños hermoso estación ayer momento plata viajar escuchar "
+                "cuidado número pueblo papel naranja".split()),
+    "fr": tuple("maison eau matin lumière rivière gens jamais toujours petit jaune fenêtre jardin ensemble "
+                "soir montagne question souvenir mille enfants beau gare hier moment argent voyage écouter "
+                "prudent nombre village papier orange".split()),
+    "de": tuple("Haus Wasser Morgen Licht Fluss Leute niemals immer klein gelb Fenster Garten zusammen Abend "
+                "Berg Frage erinnern tausend Kinder schön Bahnhof gestern Augenblick Silber reisen hören "
+                "vorsichtig Zahl Dorf Papier".split()),
+    "it": tuple("casa acqua mattina luce fiume gente mai sempre piccolo giallo finestra giardino insieme sera "
+                "montagna domanda ricordare mille bambini bello stazione ieri momento argento viaggiare "
+                "ascoltare attento numero paese carta".split()),
+    "pt": tuple("casa água manhã luz rio gente nunca sempre pequeno amarelo janela jardim juntos noite "
+                "montanha pergunta lembrar mil crianças bonito estação ontem momento prata viajar ouvir "
+                "cuidado número aldeia papel".split()),
+    "nl": tuple("huis water ochtend licht rivier mensen nooit altijd klein geel raam tuin samen avond berg "
+                "vraag herinneren duizend kinderen mooi station gisteren moment zilver reizen luisteren "
+                "voorzichtig nummer dorp papier".split()),
+    "pl": tuple("dom woda rano światło rzeka ludzie nigdy zawsze mały żółty okno ogród razem wieczór góra "
+                "pytanie pamiętać tysiąc dzieci piękny stacja wczoraj chwila srebro podróż słuchać ostrożny "
+                "numer wieś papier".split()),
+    "cs": tuple("dům voda ráno světlo řeka lidé nikdy vždy malý žlutý okno zahrada spolu večer hora otázka "
+                "pamatovat tisíc děti krásný nádraží včera chvíle stříbro cestovat poslouchat opatrný číslo "
+                "vesnice papír".split()),
+    "sv": tuple("hus vatten morgon ljus flod folk aldrig alltid liten gul fönster trädgård tillsammans kväll "
+                "berg fråga minnas tusen barn vacker station igår ögonblick silver resa lyssna försiktig "
+                "nummer by papper".split()),
+    "fi": tuple("talo vesi aamu valo joki ihmiset koskaan aina pieni keltainen ikkuna puutarha yhdessä ilta "
+                "vuori kysymys muistaa tuhat lapset kaunis asema eilen hetki hopea matkustaa kuunnella "
+                "varovainen numero kylä paperi".split()),
+    "tr": tuple("ev su sabah ışık nehir insanlar asla her zaman küçük sarı pencere bahçe birlikte akşam dağ "
+                "soru hatırlamak bin çocuklar güzel istasyon dün an gümüş seyahat dinlemek dikkatli sayı köy "
+                "kağıt".split()),
+    "id": tuple("rumah air pagi cahaya sungai orang tidak pernah selalu kecil kuning jendela kebun bersama "
+                "malam gunung pertanyaan ingat seribu anak cantik stasiun kemarin saat perak perjalanan "
+                "dengar hati angka desa kertas".split()),
+    "sw": tuple("nyumba maji asubuhi mwanga mto watu kamwe daima ndogo njano dirisha bustani pamoja jioni "
+                "mlima swali kumbuka elfu watoto nzuri kituo jana wakati fedha safari sikiliza makini namba "
+                "kijiji karatasi".split()),
+    "ro": tuple("casă apă dimineață lumină râu oameni niciodată mereu mic galben fereastră grădină împreună "
+                "seară munte întrebare aminti mie copii frumos gară ieri clipă argint călători asculta atent "
+                "număr sat hârtie".split()),
+    "hu": tuple("ház víz reggel fény folyó emberek soha mindig kicsi sárga ablak kert együtt este hegy kérdés "
+                "emlékezni ezer gyerekek szép állomás tegnap pillanat ezüst utazni hallgatni óvatos szám falu "
+                "papír".split()),
+    "ru": tuple("дом вода утро свет река люди никогда всегда маленький жёлтый окно сад вместе вечер гора "
+                "вопрос помнить тысяча дети красивый вокзал вчера минута серебро путешествие слушать "
+                "осторожно число деревня бумага".split()),
+    "uk": tuple("дім вода ранок світло річка люди ніколи завжди малий жовтий вікно сад разом вечір гора "
+                "питання пам'ятати тисяча діти гарний вокзал вчора мить срібло подорож слухати обережно "
+                "число село папір".split()),
+    "el": tuple("σπίτι νερό πρωί φως ποτάμι άνθρωποι ποτέ πάντα μικρό κίτρινο παράθυρο κήπος μαζί βράδυ "
+                "βουνό ερώτηση θυμάμαι χίλια παιδιά όμορφο σταθμός χθες στιγμή ασήμι ταξίδι ακούω προσεκτικά "
+                "αριθμός χωριό χαρτί".split()),
+}
+
+# espeak-ng voices: (voice name, word-list language).
+ESPEAK_LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("en-us", "en"), ("en-gb", "en"), ("en-gb-scotland", "en"), ("en-029", "en"), ("en-gb-x-rp", "en"),
+    ("es", "es"), ("es-419", "es"), ("fr-fr", "fr"), ("fr-be", "fr"), ("de", "de"), ("it", "it"),
+    ("pt", "pt"), ("pt-br", "pt"), ("nl", "nl"), ("pl", "pl"), ("cs", "cs"), ("sk", "cs"), ("sv", "sv"),
+    ("fi", "fi"), ("tr", "tr"), ("id", "id"), ("sw", "sw"), ("ro", "ro"), ("hu", "hu"), ("ru", "ru"),
+    ("uk", "uk"), ("el", "el"),
+)
+ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "Andy", "Annie",
+                   "Denis", "linda", "john", "Michael", "steph", "max", "klatt", "klatt3", "grandma", "grandpa")

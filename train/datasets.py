@@ -1,0 +1,670 @@
+"""Training data: tracks of aligned mixture/vocals pairs, and segment datasets over them.
+
+Sources of tracks (each a list of :class:`Track`):
+
+* :func:`musdb_tracks`: MUSDB18 through the ``musdb`` package, stem-MP4
+  layout (decoded by stempeg/ffmpeg) or WAV layout (``is_wav=True``),
+  subsets ``train``/``test`` and the ``train``/``valid`` split;
+* :func:`medleydb_tracks`: MedleyDB 2.0: the mix, and the sum of the stems
+  whose instrument is a voice, chosen from each track's metadata YAML;
+  instrumental tracks give silent vocals;
+* :func:`folder_tracks`: the report's layout, one folder per track holding
+  ``mixture.wav`` and ``vocals.wav`` (:mod:`deepiso.train.prepare` writes it).
+
+Voice and background recordings mixed on the fly are handled by
+:class:`SourceMixDataset` (folders, or a corpus ``manifest.json``).
+
+A track reads ``(frames, channels)`` float32 at its native rate; the segment
+datasets resample to the model rate, fit the channel count and return
+tensors ``mixture``/``vocals`` of shape ``(channels, samples)``. Every random
+choice is drawn from ``(seed, epoch, index)``, so an item is the same whoever
+loads it and whenever: that is what makes resuming after a kill exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from deepiso.realtime.audio_io import AudioFileError, read_audio, resample
+
+#: MedleyDB instrument labels that are a human voice (the "voice" family of
+#: its taxonomy, minus crowd noise and beatboxing).
+MEDLEYDB_VOICE_LABELS = frozenset({
+    "male singer", "female singer", "vocalists", "male speaker", "female speaker",
+    "male rapper", "female rapper", "choir", "screamer",
+})
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif")
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be used; the message names the file or folder."""
+
+
+def _rng(*keys: int | str) -> np.random.Generator:
+    """A generator seeded from a tuple of ints/strings (stable across processes and runs)."""
+    ints = [k if isinstance(k, int) else int.from_bytes(hashlib.sha1(k.encode()).digest()[:4], "little")
+            for k in keys]
+    return np.random.default_rng([abs(i) for i in ints])
+
+
+def stable_fraction(name: str, salt: str = "") -> float:
+    """A number in [0, 1) fixed by ``name`` alone (splits that do not move when files are added)."""
+    return int.from_bytes(hashlib.sha1(f"{salt}{name}".encode()).digest()[:8], "little") / 2**64
+
+
+def _fit_length(x: np.ndarray, frames: int) -> np.ndarray:
+    if x.shape[0] >= frames:
+        return x[:frames]
+    return np.pad(x, ((0, frames - x.shape[0]), (0, 0)))
+
+
+# ----------------------------------------------------------------------------
+# Tracks
+
+
+class Track:
+    """An aligned mixture/vocals pair. Subclasses implement :meth:`read`.
+
+    ``name``, ``rate`` (Hz, native), ``length`` (samples at ``rate``) and
+    ``channels`` are known without decoding the audio.
+    """
+
+    name: str
+    rate: int
+    length: int
+    channels: int
+
+    def read(self, start: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(mixture, vocals)``, each float32 ``(frames, channels)`` at ``rate``, from sample ``start``.
+
+        Reads past the end are zero-padded.
+        """
+        raise NotImplementedError
+
+    def accompaniment_read(self, start: int, frames: int) -> np.ndarray:
+        mix, voc = self.read(start, frames)
+        return mix - voc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.rate} Hz, {self.length} samples, {self.channels} ch)"
+
+
+def _wav_info(path: Path) -> sf._SoundFileInfo:
+    if not path.exists():
+        raise DatasetError(f"{path}: missing file")
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DatasetError(f"{path}: not a readable audio file ({exc})") from None
+
+
+def _read_wav(path: Path, start: int, frames: int) -> np.ndarray:
+    try:
+        data, _ = sf.read(str(path), start=start, stop=start + frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DatasetError(f"{path}: cannot read samples {start}..{start + frames} ({exc})") from None
+    return _fit_length(data, frames)
+
+
+class WavPairTrack(Track):
+    """The report's layout: ``mixture.wav`` + ``vocals.wav`` in one folder (or any two files)."""
+
+    def __init__(self, name: str, mixture: Path, vocals: Path) -> None:
+        self.name = name
+        self.mixture_path, self.vocals_path = Path(mixture), Path(vocals)
+        mi, vi = _wav_info(self.mixture_path), _wav_info(self.vocals_path)
+        if mi.samplerate != vi.samplerate:
+            raise DatasetError(f"{self.vocals_path}: sample rate {vi.samplerate} Hz differs from the mixture's "
+                               f"{mi.samplerate} Hz ({self.mixture_path})")
+        if mi.frames != vi.frames:
+            raise DatasetError(f"{self.vocals_path}: {vi.frames} samples, but the mixture {self.mixture_path} "
+                               f"has {mi.frames}")
+        if mi.channels != vi.channels:
+            raise DatasetError(f"{self.vocals_path}: {vi.channels} channels, the mixture has {mi.channels}")
+        if mi.frames == 0:
+            raise DatasetError(f"{self.mixture_path}: contains no audio samples")
+        self.rate, self.length, self.channels = mi.samplerate, mi.frames, mi.channels
+
+    def read(self, start: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        return _read_wav(self.mixture_path, start, frames), _read_wav(self.vocals_path, start, frames)
+
+
+class MusdbTrack(Track):
+    """One ``musdb`` track; chunks are decoded by musdb (soundfile for WAV, stempeg/ffmpeg for stem MP4)."""
+
+    def __init__(self, track) -> None:  # musdb.audio_classes.MultiTrack
+        self.track = track
+        self.name = track.name
+        path = Path(track.path)
+        if track.is_wav:
+            folder = path.parent
+            if "vocals" not in track.sources:
+                raise DatasetError(f"{folder / 'vocals.wav'}: missing file (MUSDB18 WAV track {track.name!r})")
+            info = _wav_info(path)
+            vinfo = _wav_info(Path(track.sources["vocals"].path))
+            if vinfo.frames != info.frames or vinfo.samplerate != info.samplerate:
+                raise DatasetError(f"{track.sources['vocals'].path}: {vinfo.frames} samples at {vinfo.samplerate} "
+                                   f"Hz, the mixture {path} has {info.frames} at {info.samplerate} Hz")
+            self.rate, self.length, self.channels = info.samplerate, info.frames, info.channels
+        else:
+            import stempeg
+
+            try:
+                info = stempeg.Info(str(path))
+            except Exception as exc:
+                raise DatasetError(f"{path}: not a readable stem file ({exc})") from None
+            if info.nb_audio_streams < 5:
+                raise DatasetError(f"{path}: a MUSDB18 stem file needs 5 audio streams (mixture, drums, bass, "
+                                   f"other, vocals), it has {info.nb_audio_streams}")
+            self.rate = int(info.rate(0))
+            self.length = int(info.samples(0))
+            self.channels = int(info.channels(0))
+        if self.length == 0:
+            raise DatasetError(f"{path}: contains no audio samples")
+
+    def read(self, start: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        t = self.track
+        if t.is_wav:
+            # musdb decodes WAV through ffmpeg at 16 bits; libsndfile reads the exact samples, faster
+            voc = np.zeros((frames, self.channels), np.float32)
+            for src in t.targets["vocals"].sources:
+                voc += np.float32(src.gain) * _read_wav(Path(src.path), start, frames)
+            return _read_wav(Path(t.path), start, frames), voc
+        t.chunk_start = start / self.rate
+        t.chunk_duration = frames / self.rate
+        try:
+            mix = np.asarray(t.audio, dtype=np.float32)
+            voc = np.asarray(t.targets["vocals"].audio, dtype=np.float32)
+        except Exception as exc:
+            raise DatasetError(f"{t.path}: cannot decode samples {start}..{start + frames} ({exc})") from None
+        finally:
+            t.chunk_start, t.chunk_duration = 0, None
+        return _fit_length(mix, frames), _fit_length(voc, frames)
+
+
+class MedleyTrack(Track):
+    """MedleyDB: the mix plus the sum of the voice stems (zeros when there are none)."""
+
+    def __init__(self, name: str, mix_path: Path, voice_stems: Sequence[Path]) -> None:
+        self.name = name
+        self.mix_path = Path(mix_path)
+        self.voice_stems = [Path(p) for p in voice_stems]
+        mi = _wav_info(self.mix_path)
+        for p in self.voice_stems:
+            si = _wav_info(p)
+            if si.samplerate != mi.samplerate:
+                raise DatasetError(f"{p}: sample rate {si.samplerate} Hz differs from the mix's {mi.samplerate} Hz")
+            if si.frames != mi.frames:
+                raise DatasetError(f"{p}: {si.frames} samples, but the mix {self.mix_path} has {mi.frames}")
+            if si.channels not in (1, mi.channels):
+                raise DatasetError(f"{p}: {si.channels} channels, the mix has {mi.channels}")
+        if mi.frames == 0:
+            raise DatasetError(f"{self.mix_path}: contains no audio samples")
+        self.rate, self.length, self.channels = mi.samplerate, mi.frames, mi.channels
+
+    def read(self, start: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        mix = _read_wav(self.mix_path, start, frames)
+        voc = np.zeros_like(mix)
+        for p in self.voice_stems:
+            voc += _read_wav(p, start, frames)  # a mono stem broadcasts over the mix's channels
+        return mix, voc
+
+
+class LoopbackTrack(Track):
+    """The report's loopback: ``"vocals"`` → vocals-only in, vocals out;
+    ``"accompaniment"`` → accompaniment-only in, silence out."""
+
+    def __init__(self, track: Track, mode: str) -> None:
+        if mode not in ("vocals", "accompaniment"):
+            raise ValueError(f"loopback mode must be 'vocals' or 'accompaniment', got {mode!r}")
+        self.inner, self.mode = track, mode
+        self.name = f"{track.name} [loopback {mode}]"
+        self.rate, self.length, self.channels = track.rate, track.length, track.channels
+
+    def read(self, start: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        mix, voc = self.inner.read(start, frames)
+        if self.mode == "vocals":
+            return voc, voc.copy()
+        return mix - voc, np.zeros_like(voc)
+
+
+def apply_loopback(tracks: Sequence[Track], fraction: float, seed: int) -> list[Track]:
+    """The training tracks plus, for ``fraction`` of them (chosen by ``seed``), a vocals-only and an
+    accompaniment-only copy. Apply it to the training split only, after splitting (else the
+    validation tracks leak into training)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"loopback fraction must be in [0, 1], got {fraction}")
+    tracks = list(tracks)
+    count = int(round(fraction * len(tracks)))
+    if count == 0:
+        return tracks
+    chosen = _rng(seed, "loopback").choice(len(tracks), size=count, replace=False)
+    extra: list[Track] = []
+    for i in sorted(int(c) for c in chosen):
+        extra += [LoopbackTrack(tracks[i], "vocals"), LoopbackTrack(tracks[i], "accompaniment")]
+    return tracks + extra
+
+
+# ----------------------------------------------------------------------------
+# Track loaders
+
+
+def folder_tracks(root: str | os.PathLike) -> list[Track]:
+    """Every sub-folder of ``root`` holding ``mixture.wav`` and ``vocals.wav`` (sorted by name)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
+    tracks: list[Track] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        mix, voc = sub / "mixture.wav", sub / "vocals.wav"
+        if not mix.exists() and not voc.exists():
+            continue
+        if not mix.exists():
+            raise DatasetError(f"{mix}: missing file (track folder {sub.name!r} has vocals.wav but no mixture.wav)")
+        if not voc.exists():
+            raise DatasetError(f"{voc}: missing file (track folder {sub.name!r} has mixture.wav but no vocals.wav)")
+        tracks.append(WavPairTrack(sub.name, mix, voc))
+    if not tracks:
+        raise DatasetError(f"{root}: no track folders with mixture.wav and vocals.wav")
+    return tracks
+
+
+def musdb_tracks(root: str | os.PathLike, subsets: str | Sequence[str] = "train", split: str | None = None,
+                 is_wav: bool = False) -> list[Track]:
+    """MUSDB18 tracks through the ``musdb`` package.
+
+    ``subsets``: ``"train"``, ``"test"`` or both; ``split`` (only with
+    ``subsets="train"``): ``"train"`` or ``"valid"`` (musdb's fixed
+    validation tracks) or ``None``; ``is_wav``: the decoded WAV layout
+    instead of stem MP4s.
+    """
+    import musdb
+
+    root = Path(root)
+    subsets = [subsets] if isinstance(subsets, str) else list(subsets)
+    for s in subsets:
+        if s not in ("train", "test"):
+            raise DatasetError(f"unknown MUSDB18 subset {s!r}; use 'train' and/or 'test'")
+        if not (root / s).is_dir():
+            raise DatasetError(f"{root / s}: missing MUSDB18 subset folder")
+    try:
+        db = musdb.DB(root=str(root), subsets=subsets, split=split, is_wav=is_wav)
+    except RuntimeError as exc:
+        raise DatasetError(f"{root}: {exc}") from None
+    if len(db) == 0:
+        layout = "track folders with mixture.wav" if is_wav else "*.stem.mp4 files"
+        raise DatasetError(f"{root}: no MUSDB18 tracks ({layout}) in {', '.join(subsets)}"
+                           + (f" for split {split!r}" if split else ""))
+    return [MusdbTrack(t) for t in db]
+
+
+def _medley_metadata_files(root: Path, metadata: Path | None) -> list[Path]:
+    candidates = [metadata] if metadata else [root / "Metadata", root / "metadata", root]
+    for folder in candidates:
+        if folder is not None and folder.is_dir():
+            files = sorted(folder.glob("*_METADATA.yaml"))
+            if files:
+                return files
+    where = metadata or root
+    raise DatasetError(f"{where}: no MedleyDB metadata files (*_METADATA.yaml)")
+
+
+def medleydb_tracks(root: str | os.PathLike, metadata: str | os.PathLike | None = None,
+                    voice_labels: frozenset[str] | set[str] = MEDLEYDB_VOICE_LABELS) -> list[Track]:
+    """MedleyDB 2.0 tracks from their metadata YAML.
+
+    ``root``: the audio folder (``root/<track>/<mix_filename>`` or
+    ``root/Audio/<track>/...``); ``metadata``: the folder of
+    ``<track>_METADATA.yaml`` files (default: ``root/Metadata`` or ``root``).
+    Vocals are the sum of the stems whose ``instrument`` is in
+    ``voice_labels``; ``instrumental: yes`` tracks give silent vocals.
+    """
+    import yaml
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such MedleyDB folder")
+    tracks: list[Track] = []
+    for meta_path in _medley_metadata_files(root, Path(metadata) if metadata else None):
+        track_id = meta_path.name[: -len("_METADATA.yaml")]
+        try:
+            meta = yaml.safe_load(meta_path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{meta_path}: not valid YAML ({exc})") from None
+        if not isinstance(meta, dict) or "mix_filename" not in meta or "stems" not in meta:
+            raise DatasetError(f"{meta_path}: not a MedleyDB metadata file (needs mix_filename and stems)")
+        audio_dir = root / track_id if (root / track_id).is_dir() else root / "Audio" / track_id
+        if not audio_dir.is_dir():
+            raise DatasetError(f"{audio_dir}: missing audio folder for {meta_path.name}")
+        mix = audio_dir / str(meta["mix_filename"])
+        stem_dir = audio_dir / str(meta.get("stem_dir") or f"{track_id}_STEMS")
+        stems = meta.get("stems") or {}
+        if not isinstance(stems, dict):
+            raise DatasetError(f"{meta_path}: 'stems' must be a mapping of stem ids")
+        voices: list[Path] = []
+        instrumental = str(meta.get("instrumental", "no")).lower() in ("yes", "true", "1")
+        if not instrumental:
+            for sid in sorted(stems):
+                stem = stems[sid]
+                if not isinstance(stem, dict) or "filename" not in stem:
+                    raise DatasetError(f"{meta_path}: stem {sid} has no filename")
+                labels = stem.get("instrument")
+                labels = labels if isinstance(labels, list) else [labels]
+                if any(str(label).strip().lower() in voice_labels for label in labels):
+                    path = stem_dir / str(stem["filename"])
+                    if not path.exists():
+                        raise DatasetError(f"{path}: missing voice stem {sid} listed in {meta_path}")
+                    voices.append(path)
+        if not mix.exists():
+            raise DatasetError(f"{mix}: missing mix listed in {meta_path}")
+        tracks.append(MedleyTrack(track_id, mix, voices))
+    return tracks
+
+
+def split_tracks(tracks: Sequence[Track], valid_fraction: float, salt: str = "") -> tuple[list[Track], list[Track]]:
+    """Deterministic train/valid split by track name (a track never changes side when others are added).
+
+    At least one track goes to validation when ``valid_fraction > 0`` and there are two or more.
+    """
+    train = [t for t in tracks if stable_fraction(t.name, salt) >= valid_fraction]
+    valid = [t for t in tracks if stable_fraction(t.name, salt) < valid_fraction]
+    if valid_fraction > 0 and not valid and len(train) > 1:
+        pick = min(train, key=lambda t: stable_fraction(t.name, salt))
+        train.remove(pick)
+        valid.append(pick)
+    return train, valid
+
+
+# ----------------------------------------------------------------------------
+# Segment datasets
+
+
+def _fit_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    if x.shape[1] == channels:
+        return x
+    if channels == 1:
+        return x.mean(axis=1, keepdims=True)
+    if x.shape[1] == 1:
+        return np.repeat(x, channels, axis=1)
+    return x[:, :channels]
+
+
+def read_segment(track: Track, start_s: float, samples: int, rate: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(mixture, vocals)`` float32 ``(channels, samples)`` at ``rate`` starting ``start_s`` seconds in."""
+    start = int(round(start_s * track.rate))
+    if track.rate == rate:
+        mix, voc = track.read(start, samples)
+    else:
+        # read a little more so the resampler's edges fall outside the segment
+        native = int(math.ceil(samples * track.rate / rate)) + 64
+        mix, voc = track.read(start, native)
+        both = resample(np.concatenate([mix, voc], axis=1), track.rate, rate)
+        both = _fit_length(both, samples)
+        mix, voc = both[:, : mix.shape[1]], both[:, mix.shape[1] :]
+    mix, voc = _fit_channels(mix, channels), _fit_channels(voc, channels)
+    return np.ascontiguousarray(mix.T, dtype=np.float32), np.ascontiguousarray(voc.T, dtype=np.float32)
+
+
+class EpochDataset(Dataset):
+    """Base for datasets whose items depend on ``(seed, epoch, index)``; call :meth:`set_epoch`."""
+
+    def __init__(self, seed: int, items: int, train: bool) -> None:
+        if items < 1:
+            raise DatasetError(f"items per epoch must be >= 1, got {items}")
+        self.seed, self.items, self.train, self.epoch = seed, items, train, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.items
+
+    def item_rng(self, index: int) -> np.random.Generator:
+        # validation items are the same every epoch, training items change
+        return _rng(self.seed, self.epoch if self.train else -1, index, int(self.train))
+
+
+class TrackSegments(EpochDataset):
+    """Random (training) or fixed (validation) segments of tracks.
+
+    Item ``i`` → ``{"mixture": (channels, samples), "vocals": (channels, samples)}``
+    float32 tensors at ``rate``. Training: track ``perm[i % n]`` of a fresh
+    permutation per epoch, at a random offset. Validation: track ``i % n`` at
+    offsets evenly spread over it.
+    """
+
+    def __init__(self, tracks: Sequence[Track], rate: int, samples: int, items: int | None = None,
+                 channels: int = 1, seed: int = 0, train: bool = True) -> None:
+        if not tracks:
+            raise DatasetError("no tracks to draw segments from")
+        self.tracks = list(tracks)
+        super().__init__(seed, items if items is not None else len(self.tracks), train)
+        self.rate, self.samples, self.channels = rate, samples, channels
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n = len(self.tracks)
+        rng = self.item_rng(index)
+        if self.train:
+            order = _rng(self.seed, self.epoch, "order").permutation(n)
+            track = self.tracks[int(order[index % n])]
+            duration = track.length / track.rate
+            span = max(0.0, duration - self.samples / self.rate)
+            start_s = float(rng.uniform(0.0, span)) if span > 0 else 0.0
+        else:
+            track = self.tracks[index % n]
+            rounds = max(1, math.ceil(self.items / n))
+            duration = track.length / track.rate
+            span = max(0.0, duration - self.samples / self.rate)
+            start_s = span * ((index // n) + 0.5) / rounds
+        mix, voc = read_segment(track, start_s, self.samples, self.rate, self.channels)
+        return {"mixture": torch.from_numpy(mix), "vocals": torch.from_numpy(voc)}
+
+
+# ----------------------------------------------------------------------------
+# Voice + background mixed on the fly
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    kind: str  # "voice" | "background"
+    category: str = ""
+    split: str = "train"
+    weight: float = 1.0  # relative sampling weight per second of audio
+    duration: float = 0.0  # seconds; 0 = unknown (counts as 1 s when sampling)
+    source: str = ""
+    license: str = ""
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: no such folder of recordings")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    return files
+
+
+def folder_sources(voice_dirs: Sequence[str | os.PathLike], background_dirs: Sequence[str | os.PathLike],
+                   valid_fraction: float = 0.1) -> list[SourceFile]:
+    """Voice and background files from folders (searched recursively), split by file name."""
+    out: list[SourceFile] = []
+    for kind, dirs in (("voice", voice_dirs), ("background", background_dirs)):
+        if not dirs:
+            raise DatasetError(f"no {kind} folders given")
+        for d in dirs:
+            for f in _audio_files(Path(d)):
+                split = "valid" if stable_fraction(str(f.relative_to(d)), kind) < valid_fraction else "train"
+                try:
+                    duration = float(sf.info(str(f)).duration)
+                except (sf.LibsndfileError, RuntimeError):
+                    duration = 0.0  # decoded by ffmpeg later; sampled as if 1 s long
+                out.append(SourceFile(f, kind, Path(d).name, split, duration=duration))
+    return out
+
+
+def manifest_sources(manifest: str | os.PathLike) -> list[SourceFile]:
+    """Files listed by a corpus manifest (``deepiso corpus build`` writes it).
+
+    ``manifest``: the corpus folder, or its ``manifest.jsonl`` (one JSON record
+    per line) or ``manifest.json`` (``{"files": [...]}`` or a list). Each
+    record needs ``path`` (relative to the manifest's folder) and ``kind``
+    (``voice`` | ``background``); ``category``, ``split`` (train/valid/test),
+    ``weight``, ``duration``, ``source`` and ``license`` are used when present.
+    """
+    manifest = Path(manifest)
+    if manifest.is_dir():
+        for name in ("manifest.jsonl", "manifest.json"):
+            if (manifest / name).is_file():
+                manifest = manifest / name
+                break
+        else:
+            raise DatasetError(f"{manifest}: no manifest.jsonl or manifest.json in the corpus folder")
+    if not manifest.is_file():
+        raise DatasetError(f"{manifest}: no such corpus manifest")
+    try:
+        text = manifest.read_text()
+        if manifest.suffix == ".jsonl":
+            entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+            entries = data.get("files") if isinstance(data, dict) else data
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{manifest}: not valid JSON ({exc})") from None
+    if not isinstance(entries, list) or not entries:
+        raise DatasetError(f"{manifest}: lists no files")
+    out: list[SourceFile] = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or "path" not in e or e.get("kind") not in ("voice", "background"):
+            raise DatasetError(f"{manifest}: record {i + 1} needs 'path' and kind 'voice' or 'background'")
+        path = manifest.parent / e["path"]
+        if not path.exists():
+            raise DatasetError(f"{path}: missing file listed in {manifest}")
+        split = str(e.get("split", "train")).lower()
+        split = "valid" if split in ("valid", "validation", "val") else split
+        out.append(SourceFile(path, e["kind"], str(e.get("category", "")), split,
+                              weight=float(e.get("weight", 1.0) or 0.0), duration=float(e.get("duration", 0.0) or 0.0),
+                              source=str(e.get("source", "")), license=str(e.get("license", ""))))
+    return out
+
+
+def sources_summary(files: Sequence[SourceFile]) -> list[dict]:
+    """Per source: kind, license and minutes (for the model card)."""
+    table: dict[str, dict] = {}
+    for f in files:
+        key = f.source or f.category or f.path.parent.name
+        row = table.setdefault(key, {"name": key, "kind": f.kind, "license": f.license, "minutes": 0.0})
+        row["minutes"] += f.duration / 60
+    return [dict(r, minutes=round(r["minutes"], 2)) for r in sorted(table.values(), key=lambda r: r["name"])]
+
+
+class SourceMixDataset(EpochDataset):
+    """Voice over background, mixed on the fly.
+
+    Each item picks a voice file and a background file, random offsets and a
+    random voice length (the rest of the segment is voice-free, which teaches
+    silence in gaps), a random SNR in ``snr_db`` and a random level in
+    ``level_db`` (dBFS RMS of the mixture). With probability
+    ``loopback / (1 + 2 * loopback)`` each, an item is voice-only (target =
+    input) or background-only (target = silence): the share the report's
+    track-level loopback gives. Returns the same dict as :class:`TrackSegments`.
+    Decoded files are cached per process (``cache_mb``).
+    """
+
+    def __init__(self, files: Sequence[SourceFile], rate: int, samples: int, items: int, channels: int = 1,
+                 seed: int = 0, train: bool = True, snr_db: tuple[float, float] = (-5.0, 10.0),
+                 level_db: tuple[float, float] = (-35.0, -15.0), loopback: float = 0.1,
+                 voice_fill: tuple[float, float] = (0.5, 1.0), cache_mb: float = 512.0) -> None:
+        super().__init__(seed, items, train)
+        self.voices = [f for f in files if f.kind == "voice"]
+        self.backgrounds = [f for f in files if f.kind == "background"]
+        if not self.voices:
+            raise DatasetError("no voice recordings for this split")
+        if not self.backgrounds:
+            raise DatasetError("no background recordings for this split")
+        self.rate, self.samples, self.channels = rate, samples, channels
+        # pick files in proportion to weight x duration: every second of audio is equally likely
+        self._p_voice = self._probabilities(self.voices)
+        self._p_bg = self._probabilities(self.backgrounds)
+        self.snr_db, self.level_db, self.loopback, self.voice_fill = snr_db, level_db, loopback, voice_fill
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self._cached = 0
+
+    @staticmethod
+    def _probabilities(files: Sequence[SourceFile]) -> np.ndarray:
+        w = np.array([max(f.weight, 0.0) * (f.duration if f.duration > 0 else 1.0) for f in files], np.float64)
+        if w.sum() <= 0:
+            raise DatasetError(f"{files[0].path.parent}: every file has weight 0")
+        return w / w.sum()
+
+    def _load(self, f: SourceFile) -> np.ndarray:
+        if f.path in self._cache:
+            self._cache.move_to_end(f.path)
+            return self._cache[f.path]
+        try:
+            audio, _ = read_audio(f.path, sample_rate=self.rate, channels=self.channels)
+        except AudioFileError as exc:
+            raise DatasetError(str(exc)) from None
+        audio = np.ascontiguousarray(audio.T)  # (channels, n)
+        self._cache[f.path] = audio
+        self._cached += audio.nbytes
+        while self._cached > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= old.nbytes
+        return audio
+
+    def _clip(self, audio: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+        n = audio.shape[1]
+        if n >= length:
+            start = int(rng.integers(0, n - length + 1))
+            return audio[:, start : start + length]
+        reps = -(-length // n)  # loop short backgrounds
+        return np.tile(audio, (1, reps))[:, :length]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.item_rng(index)
+        n = self.samples
+        voice_file = self.voices[int(rng.choice(len(self.voices), p=self._p_voice))]
+        bg_file = self.backgrounds[int(rng.choice(len(self.backgrounds), p=self._p_bg))]
+        voice_audio = self._load(voice_file)
+        fill = float(rng.uniform(*self.voice_fill))
+        vlen = max(1, min(int(fill * n), voice_audio.shape[1]))
+        vstart = int(rng.integers(0, n - vlen + 1))
+        voice = np.zeros((self.channels, n), np.float32)
+        seg = voice_audio[:, :vlen] if voice_audio.shape[1] <= vlen else self._clip(voice_audio, vlen, rng)
+        voice[:, vstart : vstart + vlen] = seg
+        bg = self._clip(self._load(bg_file), n, rng).astype(np.float32)
+        snr = float(rng.uniform(*self.snr_db))
+        level = float(rng.uniform(*self.level_db))
+        u = float(rng.uniform())
+        p = self.loopback / (1 + 2 * self.loopback)
+        v_rms = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2)) + 1e-9)
+        b_rms = float(np.sqrt(np.mean(bg.astype(np.float64) ** 2)) + 1e-9)
+        # voice at `snr` dB over the background (measured where the voice is)
+        voice *= 10 ** (snr / 20) * b_rms / v_rms
+        if u < p:
+            bg[:] = 0.0
+        elif u < 2 * p:
+            voice[:] = 0.0
+        mix = voice + bg
+        m_rms = float(np.sqrt(np.mean(mix.astype(np.float64) ** 2)))
+        gain = 10 ** (level / 20) / m_rms if m_rms > 1e-9 else 0.0
+        peak = float(np.abs(mix).max()) * gain
+        if peak > 0.99:  # never clip: the model must not learn clipping as part of the voice
+            gain *= 0.99 / peak
+        return {"mixture": torch.from_numpy((mix * gain).astype(np.float32)),
+                "vocals": torch.from_numpy((voice * gain).astype(np.float32))}

@@ -1,0 +1,491 @@
+"""The training loop: data → augmentation → features → model → loss, with validation,
+best-by-validation-loss selection, atomic checkpoints, exact resume, logs and DDP.
+
+Exact resume: every random draw of step ``s`` in epoch ``e`` (data items,
+augmentation noise, dropout) comes from generators seeded with
+``(seed, e, s, rank)``, and ``last.pt`` stores the weights, the optimiser
+state and the position. A run killed at any moment and started again with
+the same command continues from its last checkpoint and ends where an
+uninterrupted run ends.
+
+Distributed: launched by ``torchrun --nproc-per-node N -m deepiso.train CONFIG``
+(gloo on CPU, NCCL on GPU); each rank takes every N-th item, DDP averages
+gradients, rank 0 validates the gathered sums and writes files.
+
+Files in ``out_dir``: ``train_config.json``, ``last.pt`` (resume),
+``best.pt`` (lowest validation loss, the report's selection rule),
+``config.json`` (the model's frame spec + config, beside the weights),
+``history.json``, ``loss.png`` and ``tb/`` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from deepiso.realtime.frame import FrameSpec
+
+from . import datasets as ds
+from .augment import AWGN, Augment, ChannelSwap, RandomGain, Remix
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .features import Frontend, features, from_features
+from .losses import LossWeights, combined_loss, si_sdr
+from .model import IsolatorNet, ModelConfig, build_model, get_config
+
+
+def derive_seed(*keys: int | str) -> int:
+    """A 63-bit seed from a tuple (stable across processes and Python runs)."""
+    h = hashlib.sha256(repr(keys).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def resolve_model(cfg: TrainConfig) -> tuple[FrameSpec, ModelConfig]:
+    """The named configuration with ``frame_overrides`` / ``model_overrides`` applied."""
+    try:
+        spec, mcfg = get_config(cfg.model)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    if cfg.frame_overrides:
+        d = spec.to_dict()
+        d.update(cfg.frame_overrides)
+        spec = FrameSpec.from_dict(d)
+    if cfg.model_overrides:
+        mcfg = mcfg.replace(**cfg.model_overrides)
+    return spec, mcfg
+
+
+# ----------------------------------------------------------------------------
+# Data
+
+
+def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, ds.EpochDataset, dict]:
+    """``(train, valid, summary)`` for ``cfg.data``; the split is made before loopback."""
+    d = cfg.data
+    samples = int(round(d.segment_seconds * spec.sample_rate))
+    if samples < spec.n_fft:
+        raise ConfigError(f"data.segment_seconds {d.segment_seconds} is shorter than one frame")
+    common = {"rate": spec.sample_rate, "samples": samples, "channels": d.channels, "seed": cfg.seed}
+    summary: dict[str, Any] = {"kind": d.kind, "root": d.root}
+    if d.kind in ("folder", "musdb", "medleydb"):
+        if not d.root:
+            raise ConfigError(f"data.root is required for data.kind {d.kind!r}")
+        if d.kind == "folder":
+            root = Path(d.root)
+            if (root / "train").is_dir() and (root / "valid").is_dir():
+                train, valid = ds.folder_tracks(root / "train"), ds.folder_tracks(root / "valid")
+            else:
+                train, valid = ds.split_tracks(ds.folder_tracks(root), d.valid_fraction)
+        elif d.kind == "musdb":
+            train_all = ds.musdb_tracks(d.root, "train", split=None, is_wav=d.is_wav)
+            names = {t.name for t in ds.musdb_tracks(d.root, "train", split="train", is_wav=d.is_wav)} \
+                if len(train_all) > 1 else set()
+            valid = [t for t in train_all if t.name not in names]
+            train = [t for t in train_all if t.name in names]
+            if not valid or not train:  # not the full MUSDB18: musdb's fixed validation names are absent
+                train, valid = ds.split_tracks(train_all, d.valid_fraction)
+        else:
+            train, valid = ds.split_tracks(ds.medleydb_tracks(d.root, d.metadata or None), d.valid_fraction)
+        if not valid:
+            raise ds.DatasetError(f"{d.root}: no validation tracks (need at least two tracks)")
+        summary.update(train_tracks=len(train), valid_tracks=len(valid))
+        train = ds.apply_loopback(train, cfg.augment.loopback, cfg.seed)
+        summary["loopback_tracks"] = len(train) - summary["train_tracks"]
+        train_ds: ds.EpochDataset = ds.TrackSegments(train, items=d.train_items, train=True, **common)
+        valid_ds: ds.EpochDataset = ds.TrackSegments(valid, items=d.valid_items, train=False, **common)
+        return train_ds, valid_ds, summary
+    if d.kind in ("sources", "manifest"):
+        if d.kind == "sources":
+            files = ds.folder_sources(d.voice_dirs, d.background_dirs, d.valid_fraction)
+        else:
+            if not d.root:
+                raise ConfigError("data.root must name the corpus manifest.json (or its folder)")
+            files = ds.manifest_sources(d.root)
+        train_files = [f for f in files if f.split == "train"]
+        valid_files = [f for f in files if f.split == "valid"]
+        summary.update(train_files=len(train_files), valid_files=len(valid_files),
+                       sources=ds.sources_summary(train_files + valid_files),
+                       categories=sorted({f.category for f in files if f.category}))
+        mix = {"snr_db": tuple(d.snr_db), "level_db": tuple(d.level_db), "voice_fill": tuple(d.voice_fill)}
+        try:
+            train_ds = ds.SourceMixDataset(train_files, items=d.train_items, train=True,
+                                           loopback=cfg.augment.loopback, **mix, **common)
+            valid_ds = ds.SourceMixDataset(valid_files, items=d.valid_items, train=False,
+                                           loopback=cfg.augment.loopback, **mix, **common)
+        except ds.DatasetError as exc:
+            raise ds.DatasetError(f"{d.root or ', '.join(d.voice_dirs + d.background_dirs)}: {exc}") from None
+        return train_ds, valid_ds, summary
+    raise ConfigError(f"unknown data.kind {d.kind!r}; use folder, musdb, medleydb, sources or manifest")
+
+
+def build_augment(cfg: TrainConfig) -> Augment:
+    a = cfg.augment
+    mods: list[torch.nn.Module] = []
+    if a.gain_db and (a.gain_db[0] or a.gain_db[1]):
+        mods.append(RandomGain(a.gain_db[0], a.gain_db[1]))
+    if a.channel_swap > 0:
+        mods.append(ChannelSwap(a.channel_swap))
+    if a.remix > 0:
+        mods.append(Remix(a.remix))
+    if a.awgn_profiles > 0 and a.awgn_snr_db:
+        mods.append(AWGN(a.awgn_profiles, a.awgn_snr_db, a.awgn_keep_clean))
+    return Augment(mods)
+
+
+# ----------------------------------------------------------------------------
+# One batch through the model
+
+
+@dataclass
+class Outputs:
+    loss: torch.Tensor
+    parts: dict[str, float]
+    pred: torch.Tensor  # (B', T, 2 bins) vocal spectrum features
+    pred_wave: torch.Tensor | None  # (B', T * hop) iSTFT of pred, streaming delay
+    mix_wave: torch.Tensor | None  # (B', T * hop) mixture with the same delay
+    voc_wave: torch.Tensor | None  # (B', T * hop) vocals with the same delay
+
+
+def run_batch(model: torch.nn.Module, net: IsolatorNet, frontend: Frontend, batch: dict[str, torch.Tensor],
+              weights: LossWeights, need_waves: bool) -> Outputs:
+    """Features, forward and loss for a batch ``{"mixture", "vocals"}`` of ``(B, C, L)``.
+
+    Channels are separate items (the engine runs the model per channel), so
+    ``B' = B * C``. ``model`` may be DDP-wrapped; ``net`` is the bare network.
+    Waveforms are computed when ``need_waves`` or the SI-SDR term is on.
+    """
+    mix = batch["mixture"].reshape(-1, batch["mixture"].shape[-1])
+    voc = batch["vocals"].reshape(-1, batch["vocals"].shape[-1])
+    acc = mix - voc
+    x = frontend.contexts(mix)
+    y, _ = model(x)
+    pred = net.vocal_spectrum(y, x)
+    voc_f, acc_f = features(frontend.stft(voc)), features(frontend.stft(acc))
+    pred_wave = mix_wave = voc_wave = None
+    if need_waves or weights.si_sdr:
+        pred_wave = frontend.istft(from_features(pred))
+        mix_wave, voc_wave = frontend.delay(mix), frontend.delay(voc)
+    loss, parts = combined_loss(weights, pred, voc_f, acc_f, pred_wave, voc_wave, mix_wave)
+    return Outputs(loss, parts, pred, pred_wave, mix_wave, voc_wave)
+
+
+# ----------------------------------------------------------------------------
+# Distributed helpers
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _all_reduce(values: list[float], d: Dist, device: torch.device) -> list[float]:
+    if d.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def pick_device(cfg: TrainConfig, d_local_rank: int = 0) -> torch.device:
+    want = cfg.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {cfg.device!r} asked for, but no CUDA GPU is available")
+        if want == "cuda":
+            want = f"cuda:{d_local_rank}"
+    return torch.device(want)
+
+
+# ----------------------------------------------------------------------------
+# Logging helpers
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Training and validation loss per epoch (and validation SI-SDR) as a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] + 1 for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax[0].plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("loss")
+    ax[0].legend()
+    ax[0].grid(alpha=0.3)
+    ax[1].plot(epochs, [h.get("val_si_sdr", float("nan")) for h in history], "o-", label="SI-SDR")
+    ax[1].plot(epochs, [h.get("val_si_sdri", float("nan")) for h in history], "o-", label="SI-SDR improvement")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("dB (validation)")
+    ax[1].legend()
+    ax[1].grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.part.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------
+# Validation
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, net: IsolatorNet, frontend: Frontend, loader: DataLoader,
+             weights: LossWeights, device: torch.device, d: Dist) -> dict[str, float]:
+    """Mean loss, SI-SDR of the estimate and its improvement over the mixture (voiced items only)."""
+    model.eval()
+    loss_sum = n_batches = 0.0
+    sdr_sum = sdri_sum = n_voiced = 0.0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = run_batch(model, net, frontend, batch, weights, need_waves=True)
+        loss_sum += float(out.loss) * 1.0
+        n_batches += 1
+        ref, est, mix = out.voc_wave, out.pred_wave, out.mix_wave
+        voiced = ref.pow(2).mean(-1) > 1e-6 * mix.pow(2).mean(-1) + 1e-12
+        if bool(voiced.any()):
+            s_est = si_sdr(est[voiced], ref[voiced])
+            s_mix = si_sdr(mix[voiced], ref[voiced])
+            sdr_sum += float(s_est.sum())
+            sdri_sum += float((s_est - s_mix).sum())
+            n_voiced += float(voiced.sum())
+    loss_sum, n_batches, sdr_sum, sdri_sum, n_voiced = _all_reduce(
+        [loss_sum, n_batches, sdr_sum, sdri_sum, n_voiced], d, device)
+    model.train()
+    nan = float("nan")
+    return {"val_loss": loss_sum / max(n_batches, 1),
+            "val_si_sdr": sdr_sum / n_voiced if n_voiced else nan,
+            "val_si_sdri": sdri_sum / n_voiced if n_voiced else nan}
+
+
+# ----------------------------------------------------------------------------
+# The loop
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _batches(indices: list[int], batch_size: int, steps: int, start: int) -> list[list[int]]:
+    return [indices[s * batch_size : (s + 1) * batch_size] for s in range(start, steps)]
+
+
+def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the training described by ``cfg``; returns a summary dict.
+
+    Resumes from ``out_dir/last.pt`` when it exists, unless ``restart``.
+    ``stop_after_steps``: return after that many optimiser steps of this call
+    (used by benchmarks; a checkpoint is written first).
+    """
+    device_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
+        else "cpu"
+    d = init_distributed(device_kind)
+    device = pick_device(cfg, d.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // d.world)
+    torch.set_num_threads(threads)
+
+    out = Path(cfg.out_dir)
+    spec, mcfg = resolve_model(cfg)
+    train_ds, valid_ds, data_summary = build_datasets(cfg, spec)
+    weights = LossWeights(**vars(cfg.loss))
+    if not any([weights.contrastive, weights.magnitude, weights.si_sdr]):
+        raise ConfigError("all loss weights are zero: enable loss.contrastive, loss.magnitude or loss.si_sdr")
+
+    torch.manual_seed(derive_seed(cfg.seed, "init"))
+    net = build_model(spec, mcfg).to(device)
+    frontend = Frontend(spec).to(device)
+    augment = build_augment(cfg).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+    position = {"epoch": 0, "step": 0, "global_step": 0}
+    history: list[dict] = []
+    best = {"val_loss": math.inf, "epoch": -1}
+    last = out / "last.pt"
+    if last.exists() and not restart:
+        payload = read_checkpoint(last)
+        extra = payload.get("extra") or {}
+        if "optimizer" not in extra or "position" not in extra:
+            raise CheckpointError(last, "not a resumable checkpoint (no optimiser state)")
+        stored = payload["meta"]
+        if stored["frame_spec"] != spec.to_dict() or stored["model"] != mcfg.to_dict():
+            raise CheckpointError(last, "was written for another model configuration; use --restart to "
+                                        "start afresh or another out_dir")
+        net.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(extra["optimizer"])
+        position = json.loads(extra["position"])
+        history = json.loads(extra["history"])
+        best = json.loads(extra["best"])
+        if d.main:
+            print(f"resuming from {last}: epoch {position['epoch'] + 1}, step {position['step']} "
+                  f"(global step {position['global_step']})", file=sys.stderr)
+
+    model: torch.nn.Module = net
+    if d.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
+    train_config = cfg.to_dict()
+    train_config["data_summary"] = data_summary
+    train_config["world_size"] = d.world
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "train_config.json")
+
+    writer = None
+    if d.main and cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"), purge_step=position["global_step"] or None)
+
+    def save_last(pos: dict) -> None:
+        if not d.main:
+            return
+        extra = {"optimizer": optimizer.state_dict(), "position": json.dumps(pos),
+                 "history": json.dumps(history), "best": json.dumps(best)}
+        save_checkpoint(last, net, train_config=train_config, metrics=history[-1] if history else None,
+                        extra=extra)
+
+    per_rank = cfg.data.train_items // d.world
+    steps_per_epoch = per_rank // cfg.optim.batch_size
+    if cfg.optim.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.optim.max_steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"data.train_items {cfg.data.train_items} gives no full batch of "
+                          f"{cfg.optim.batch_size} per process ({d.world} processes)")
+    valid_idx = list(range(d.rank, len(valid_ds), d.world))
+    valid_loader = DataLoader(valid_ds, batch_sampler=_batches(valid_idx, cfg.optim.batch_size,
+                                                               -(-len(valid_idx) // cfg.optim.batch_size), 0),
+                              num_workers=cfg.data.num_workers)
+
+    from tqdm import tqdm
+
+    steps_this_call = 0
+    t_start = time.perf_counter()
+    audio_seconds = 0.0
+    model.train()
+    augment.train()
+    try:
+        for epoch in range(position["epoch"], cfg.optim.epochs):
+            train_ds.set_epoch(epoch)
+            start_step = position["step"] if epoch == position["epoch"] else 0
+            indices = list(range(d.rank, d.world * per_rank, d.world))
+            loader = DataLoader(train_ds, batch_sampler=_batches(indices, cfg.optim.batch_size, steps_per_epoch,
+                                                                 start_step),
+                                num_workers=cfg.data.num_workers)
+            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+                       disable=not (cfg.progress and d.main), leave=False, file=sys.stderr)
+            epoch_loss = float(position.get("epoch_loss_sum", 0.0)) if epoch == position["epoch"] else 0.0
+            for step, batch in enumerate(loader, start=start_step):
+                torch.manual_seed(derive_seed(cfg.seed, epoch, step, d.rank, "dropout"))
+                gen = torch.Generator(device=device)
+                gen.manual_seed(derive_seed(cfg.seed, epoch, step, d.rank, "augment"))
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                batch = augment(batch, gen)
+                res = run_batch(model, net, frontend, batch, weights, need_waves=False)
+                optimizer.zero_grad(set_to_none=True)
+                res.loss.backward()
+                if cfg.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                loss_value = float(res.loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"loss became {loss_value} at epoch {epoch + 1}, step {step}; "
+                                             "lower optim.lr or check the data")
+                epoch_loss += loss_value
+                position = {"epoch": epoch, "step": step + 1, "global_step": position["global_step"] + 1,
+                            "epoch_loss_sum": epoch_loss}
+                audio_seconds += batch["mixture"].shape[0] * batch["mixture"].shape[-1] / spec.sample_rate
+                steps_this_call += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                if writer is not None and position["global_step"] % max(cfg.log_every, 1) == 0:
+                    writer.add_scalar("train/loss", loss_value, position["global_step"])
+                    for k, v in res.parts.items():
+                        writer.add_scalar(f"train/{k}", v, position["global_step"])
+                if cfg.checkpoint_every and position["global_step"] % cfg.checkpoint_every == 0 \
+                        and position["step"] < steps_per_epoch:
+                    save_last(position)
+                if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                    save_last(position)
+                    raise _StopRequested
+            bar.close()
+            metrics = validate(model, net, frontend, valid_loader, weights, device, d)
+            train_loss = _all_reduce([epoch_loss / steps_per_epoch], d, device)[0] / d.world
+            record = {"epoch": epoch, "global_step": position["global_step"], "train_loss": train_loss, **metrics}
+            history.append(record)
+            if d.main:
+                improved = metrics["val_loss"] < best["val_loss"]
+                if improved:
+                    best = {"val_loss": metrics["val_loss"], "epoch": epoch}
+                    save_checkpoint(out / "best.pt", net, train_config=train_config, metrics=record)
+                position = {"epoch": epoch + 1, "step": 0, "global_step": position["global_step"],
+                            "epoch_loss_sum": 0.0}
+                save_last(position)
+                _write_json(out / "history.json", history)
+                plot_history(history, out / "loss.png")
+                if writer is not None:
+                    for k, v in record.items():
+                        if k.startswith("val_") or k == "train_loss":
+                            writer.add_scalar(f"epoch/{k}", v, position["global_step"])
+                    writer.flush()
+                print(f"epoch {epoch + 1}/{cfg.optim.epochs}: train loss {train_loss:.4f}, "
+                      f"validation loss {metrics['val_loss']:.4f}, SI-SDR {metrics['val_si_sdr']:.2f} dB "
+                      f"(improvement {metrics['val_si_sdri']:.2f} dB)" + ("  *best*" if improved else ""),
+                      file=sys.stderr)
+            else:
+                position = {"epoch": epoch + 1, "step": 0, "global_step": position["global_step"],
+                            "epoch_loss_sum": 0.0}
+                best = best if metrics["val_loss"] >= best["val_loss"] else {"val_loss": metrics["val_loss"],
+                                                                             "epoch": epoch}
+    except _StopRequested:
+        pass
+    finally:
+        if writer is not None:
+            writer.close()
+    if d.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    elapsed = time.perf_counter() - t_start
+    return {"out_dir": str(out), "position": position, "history": history, "best": best,
+            "steps": steps_this_call, "seconds": elapsed, "audio_seconds": audio_seconds,
+            "rank": d.rank, "world": d.world, "device": str(device),
+            "parameters": net.num_parameters(), "data": data_summary}
+
