@@ -116,8 +116,10 @@ def test_live_delay_is_within_the_reported_bound(pulse, backend, kind):
         host = Host(chain, rate, 1, block_size=256)
         stream = open_stream(host, backend, "iso_in", "iso_out", rate, 256, "low")
         recording, lags = _measure(pulse, stream)
-        assert lags, f"no chirp came through: input peak {np.abs(recording[:, 0]).max():.2f}, " \
-                     f"output peak {np.abs(recording[:, 2]).max():.2f}"
+        if not lags:  # a stalled duplex stream (PortAudio poll error under load) is retried too
+            attempts.append(f"no chirp came through: input peak {np.abs(recording[:, 0]).max():.2f}, "
+                            f"output peak {np.abs(recording[:, 2]).max():.2f}")
+            continue
         algorithmic = host.latency_samples * PULSE_RATE / rate
         bound = stream.latency_samples * PULSE_RATE / rate + SERVER_SLACK_S * PULSE_RATE
         assert min(lags) >= algorithmic - 2, (lags, algorithmic)  # the engine is never earlier than it says
@@ -130,7 +132,7 @@ def test_live_delay_is_within_the_reported_bound(pulse, backend, kind):
         if len(lags) == len(CHIRP_TIMES) and max(lags) <= bound and steady:
             break
     else:
-        pytest.fail(f"delay beyond the reported bound in every run (lags, bound, xruns): {attempts}")
+        pytest.fail(f"no run stayed within the reported bound (lags, bound, xruns): {attempts}")
 
 
 def _deepiso(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from deepiso.realtime.audio_io import AudioFileError, read_audio, resample, write_audio
 
@@ -288,7 +289,8 @@ def _named_group(pattern: str | None, path: str, name: str) -> str | None:
 def decode_audio(path: str | os.PathLike, input_format: str | None = None) -> tuple[np.ndarray, int]:
     """Decode any file ffmpeg reads to mono float32 ``(samples,)`` at its native rate.
 
-    ``input_format`` forces a demuxer (``"g722"`` for raw G.722). Returns
+    ``input_format`` forces a demuxer (``"g722"`` for raw G.722); without it,
+    a file ffmpeg rejects is tried with libsndfile. Returns
     ``(audio, native_rate)``. Raises :class:`AudioFileError` naming the file.
     """
     path = Path(path)
@@ -304,7 +306,18 @@ def decode_audio(path: str | os.PathLike, input_format: str | None = None) -> tu
     run = subprocess.run(cmd, capture_output=True, check=False)
     if run.returncode != 0:
         msg = run.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioFileError(path, f"ffmpeg could not decode it ({msg[-1] if msg else 'unknown error'})")
+        detail = f"ffmpeg could not decode it ({msg[-1] if msg else 'unknown error'})"
+        if input_format is None:
+            # libsndfile reads some Ogg files whose headers ffmpeg rejects.
+            try:
+                data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioFileError(path, f"{detail}; libsndfile neither ({exc})") from None
+            audio = data.mean(axis=1).astype(np.float32)
+            if audio.size == 0 or not np.isfinite(audio).all():
+                raise AudioFileError(path, f"{detail}; libsndfile reads no usable samples")
+            return audio, int(rate)
+        raise AudioFileError(path, detail)
     rate, audio = _parse_streamed_wav(run.stdout)
     if rate is None:
         raise AudioFileError(path, "ffmpeg produced no audio stream")
