@@ -276,10 +276,6 @@ class ModelSystem(System):
 
 
 #: Where the report's ICA baseline may live in the training package (module, function).
-ICA_LOCATIONS = (("deepiso.train.baselines", "ica_separate"), ("deepiso.train.baselines", "ica"),
-                 ("deepiso.train.baseline", "ica_separate"), ("deepiso.train.ica", "ica_separate"))
-
-
 class ICASystem(System):
     """The report's baseline: ICA on the stereo mixture (from ``deepiso.train``).
 
@@ -294,29 +290,20 @@ class ICASystem(System):
     needs_truth = True
 
     def load(self) -> None:
-        import importlib
-
-        for module, attr in ICA_LOCATIONS:
-            try:
-                fn = getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError):
-                continue
-            self._ica = fn
-            self.note = f"{module}.{attr}; component chosen by correlation with the truth"
-            return
-        raise PeerUnavailable("the ICA baseline is not in deepiso.train (looked for "
-                              + ", ".join(f"{m}.{a}" for m, a in ICA_LOCATIONS) + ")")
+        try:
+            from deepiso.train.ica import ica_baseline
+        except ImportError as exc:  # the training extra is not installed
+            raise PeerUnavailable(f"the ICA baseline needs deepiso's training extra ({exc})") from None
+        self._ica = ica_baseline
+        self.note = "deepiso.train.ica.ica_baseline; component chosen by correlation with the truth"
 
     def separate(self, mixture: np.ndarray, rate: int,
                  truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        comps = np.asarray(self._ica(np.asarray(mixture, np.float32)), np.float64)
-        if comps.ndim == 3:  # (sources, channels, n) → mono per source
-            comps = comps.mean(axis=1)
-        comps = comps.reshape(-1, mixture.shape[-1])
-        voc = downmix(truth[0]).astype(np.float64)
-        corr = [abs(np.dot(c - c.mean(), voc)) / (np.linalg.norm(c - c.mean()) + EPS) for c in comps]
-        best = comps[int(np.argmax(corr))]
-        return best.astype(np.float32)
+        # mixture (channels, samples); ICA needs (samples, 2)
+        stereo = np.asarray(mixture, np.float64)
+        if stereo.ndim == 1 or stereo.shape[0] == 1:
+            stereo = np.repeat(stereo.reshape(1, -1), 2, axis=0)
+        return self._ica(stereo[:2].T, reference=downmix(truth[0])).astype(np.float32)
 
 
 class OracleMask(System):

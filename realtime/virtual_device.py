@@ -175,7 +175,7 @@ set-default-source fallback.monitor
 
 CONF = "enable-shm = no\nenable-memfd = no\n"
 DAEMON_CONF = CONF + ("default-sample-format = float32le\ndefault-sample-rate = 48000\n"
-                      "alternate-sample-rate = 48000\nexit-idle-time = -1\nflat-volumes = no\n"
+                      "alternate-sample-rate = 48000\nexit-idle-time = 5\nflat-volumes = no\n"
                       # The tests share two cores with other work: let the server's IO thread
                       # preempt it, as a desktop session's (rtkit-granted) server does.
                       "realtime-scheduling = yes\nrealtime-priority = 9\nhigh-priority = yes\n")
@@ -226,7 +226,9 @@ class PrivatePulseServer:
 
     def start(self) -> None:
 
-        subprocess.run(["pulseaudio", "-D", "-n", "-F", str(self.config / "default.pa"), "--exit-idle-time=-1",
+        subprocess.run(["pulseaudio", "-D", "-n", "-F", str(self.config / "default.pa"),
+                        # exits 5 s after its last client: a killed owner never leaves it behind
+                        "--exit-idle-time=5",
                         "--use-pid-file=yes", "--log-target=file:" + str(self.root / "pulse.log")],
                        env=self._env(), check=True, timeout=20)
         deadline = time.monotonic() + 10
