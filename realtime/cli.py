@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .live import add_parsers as _add_live_parsers  # argparse only; handlers import lazily
 
     _add_live_parsers(sub)
+    from .demo import add_parser as _add_demo_parser
+
+    _add_demo_parser(sub)
     return parser
 
 

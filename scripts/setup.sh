@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what deepiso needs on a Debian/Ubuntu machine: system packages
 # (only those missing), a virtual environment in .venv, and the project in it.
-#   scripts/setup.sh            engine + training + tests
-# Sourced or run from the repository root or anywhere.
+#   scripts/setup.sh engine   the live engine and the demo (no PyTorch)
+#   scripts/setup.sh dev      everything: engine, training, corpus tools, tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+MODE="${1:-dev}"
 
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc         # venv, and PyAudio builds from source
@@ -13,6 +14,17 @@ APT_PACKAGES=(
   libportaudio2 portaudio19-dev                 # sounddevice and PyAudio
   pulseaudio pulseaudio-utils libasound2-plugins alsa-utils  # real audio server, virtual devices
 )
+EXTRAS="pyaudio,plot"
+if [ "$MODE" = "dev" ]; then
+  APT_PACKAGES+=(
+    dpkg-dev fluidsynth fluid-soundfont-gm timgm6mb-soundfont   # corpus: packages, MIDI rendering
+    espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k festvox-italp16k festvox-itapc16k  # voices
+  )
+  EXTRAS="train,dev,pyaudio,plot,bench"
+elif [ "$MODE" != "engine" ]; then
+  echo "usage: scripts/setup.sh [engine|dev]" >&2
+  exit 2
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -32,10 +44,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # constraints.txt pins the CPU build of PyTorch
-if ! .venv/bin/python -m pip install -q -c constraints.txt -e ".[train,dev,pyaudio]" >.venv/pip.log 2>&1; then
+if ! .venv/bin/python -m pip install -q -c constraints.txt -e ".[$EXTRAS]" >.venv/pip.log 2>&1; then
   grep -v "is ignored: it is neither a file nor a directory" .venv/pip.log >&2
   echo "setup failed: pip could not install the project (log: .venv/pip.log)" >&2
   exit 1
 fi
-.venv/bin/python -c "import deepiso.realtime, deepiso.train" || {
+if [ "$MODE" = "dev" ] && ! .venv/bin/python -c "import openunmix" 2>/dev/null; then
+  # Open-Unmix (a quality-benchmark peer) declares torchaudio, which has no build for
+  # the pinned torch; its model code needs only torch, so it is installed without it.
+  .venv/bin/python -m pip install -q --no-deps "openunmix==1.3.0" >>.venv/pip.log 2>&1 || {
+    echo "setup failed: could not install openunmix (log: .venv/pip.log)" >&2; exit 1; }
+fi
+.venv/bin/python -c "import deepiso.realtime" || {
   echo "setup failed: the project does not import" >&2; exit 1; }

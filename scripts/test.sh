@@ -3,7 +3,7 @@
 # the whole suite (lint included). Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/setup.sh" dev
 cd "$ROOT"
 .venv/bin/python -m ruff check .
 exec .venv/bin/python -m pytest -q "$@"
