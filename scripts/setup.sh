@@ -49,7 +49,7 @@ if ! .venv/bin/python -m pip install -q -c constraints.txt -e ".[$EXTRAS]" >.ven
   echo "setup failed: pip could not install the project (log: .venv/pip.log)" >&2
   exit 1
 fi
-if [ "$MODE" = "dev" ] && ! .venv/bin/python -c "import openunmix" 2>/dev/null; then
+if [ "$MODE" = "dev" ] && ! .venv/bin/python -m pip show -q openunmix >/dev/null 2>&1; then
   # Open-Unmix (a quality-benchmark peer) declares torchaudio, which has no build for
   # the pinned torch; its model code needs only torch, so it is installed without it.
   .venv/bin/python -m pip install -q --no-deps "openunmix==1.3.0" >>.venv/pip.log 2>&1 || {

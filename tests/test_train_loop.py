@@ -162,3 +162,26 @@ def test_config_files_and_errors(tmp_path, capsys):
     TrainConfig.from_dict({"model": "nope"}).save(tmp_path / "nomodel.json")
     assert cli.main(["train", str(tmp_path / "nomodel.json")]) == 2
     assert "unknown model configuration 'nope'" in capsys.readouterr().err
+
+
+def test_validation_mixtures_never_loop_back(tmp_path):
+    # Loopback is a training augmentation; a voice-only validation item would score the
+    # mixture at a near-infinite SI-SDR and wreck the reported improvement.
+    from deepiso.train.loop import build_datasets
+    from deepiso.train.model import get_config
+
+    data = {**_dataset("manifest", tmp_path), "valid_items": 40, "train_items": 40, "channels": 1}
+    cfg = TrainConfig.from_dict(_config(tmp_path, data, augment={"loopback": 0.45}))
+    train_ds, valid_ds, _ = build_datasets(cfg, get_config("tiny-test")[0])
+
+    def kinds(dataset):
+        out = set()
+        for i in range(len(dataset)):
+            item = dataset[i]
+            voice, background = item["vocals"], item["mixture"] - item["vocals"]
+            has_bg = background.abs().max() > 1e-7
+            out.add(("voice" if voice.abs().max() > 0 else "") + ("+background" if has_bg else ""))
+        return out
+    assert "voice" not in kinds(valid_ds)  # no voice-only item: every validation mixture has a background
+    assert "voice+background" in kinds(valid_ds)
+    assert "voice" in kinds(train_ds)  # training does loop back

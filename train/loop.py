@@ -121,8 +121,10 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
         try:
             train_ds = ds.SourceMixDataset(train_files, items=d.train_items, train=True,
                                            loopback=cfg.augment.loopback, **mix, **common)
+            # Loopback is a training augmentation: validation measures the real task
+            # (a silent-accompaniment item would score an SI-SDR of the mixture near +inf).
             valid_ds = ds.SourceMixDataset(valid_files, items=d.valid_items, train=False,
-                                           loopback=cfg.augment.loopback, **mix, **common)
+                                           loopback=0.0, **mix, **common)
         except ds.DatasetError as exc:
             raise ds.DatasetError(f"{d.root or ', '.join(d.voice_dirs + d.background_dirs)}: {exc}") from None
         return train_ds, valid_ds, summary
