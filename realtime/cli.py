@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("info", help="minutes per source, category and split of a built corpus")
     c.add_argument("dir")
     csub.add_parser("sources", help="list the allowed sources and their licenses")
+    c = csub.add_parser("card", help="the training-data summary for a model card (JSON, for deepiso export)")
+    c.add_argument("dir", help="corpus folder")
+    c.add_argument("-o", "--output", default=None, help="write to this file (default: print)")
     p.set_defaults(func=_cmd_corpus)
 
     p = sub.add_parser("export", help="export a training checkpoint to verified ONNX with a model card")

@@ -334,3 +334,18 @@ def test_cli_info_and_errors(built, capsys, tmp_path):
     assert cli.main(["corpus", "build", str(tmp_path / "x"), "--jobs", "0"]) == 2
     assert "--jobs" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "x" / "manifest.jsonl")
+
+
+def test_training_data_card_lists_every_source_with_its_license(built, tmp_path):
+    out, _, _ = built
+    records = _records(out)
+    path = tmp_path / "training_data.json"
+    assert cli.main(["corpus", "card", str(out), "-o", str(path)]) == 0
+    card = json.loads(path.read_text())
+    names = {s["name"]: s for s in card["sources"]}
+    assert set(names) == {r["source"] for r in records}
+    for r in records:
+        assert names[r["source"]]["license"] == r["license"]
+    total = sum(m for s in card["sources"] for m in s["minutes"].values())
+    assert total == pytest.approx(sum(r["duration"] for r in records) / 60, abs=0.05 * len(card["sources"]))
+    assert "synthetic" in card["summary"]

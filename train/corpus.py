@@ -1168,12 +1168,55 @@ def summarize(records: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def training_data_card(corpus_dir: str | os.PathLike) -> dict:
+    """What a model card says about a model trained on this corpus.
+
+    ``{"sources": [{"name", "license", "kind", "category", "packages", "minutes": {split: m}, "flags"}],
+    "summary": str}``: every source with its license and how much of it each split holds.
+    """
+    records = read_manifest(corpus_dir)
+    by_source: dict[str, dict] = {}
+    for r in records:
+        s = by_source.setdefault(r["source"], {"name": r["source"], "license": r["license"], "kind": r["kind"],
+                                               "categories": set(), "packages": set(), "minutes": defaultdict(float),
+                                               "flags": set()})
+        s["categories"].add(r["category"])
+        if r.get("package"):
+            s["packages"].add(r["package"])
+        s["minutes"][r["split"]] += r["duration"] / 60
+        s["flags"].update(f for f in r.get("flags", []) if f in ("phone-band", "band-limited", "synthetic", "hiss"))
+    sources = []
+    for name in sorted(by_source):
+        s = by_source[name]
+        sources.append({"name": name, "license": s["license"], "kind": s["kind"],
+                        "categories": sorted(s["categories"]), "packages": sorted(s["packages"]),
+                        "minutes": {k: round(v, 1) for k, v in sorted(s["minutes"].items())},
+                        "flags": sorted(s["flags"])})
+    minutes = defaultdict(float)
+    for r in records:
+        if r["split"] == "train":
+            minutes[(r["kind"], r["category"])] += r["duration"] / 60
+    parts = ", ".join(f"{c} {m:.0f} min" for (k, c), m in sorted(minutes.items()))
+    summary = (f"deepiso free corpus: {len(records)} files from {len(sources)} sources (Debian packages, synthetic "
+               f"voices, MIDI rendered with FluidR3/TimGM6mb), mixed on the fly; training split: {parts}. "
+               "Real singing is nearly absent: the singing voice is synthetic (sung vowels and MIDI voice parts).")
+    return {"sources": sources, "summary": summary}
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``deepiso corpus build|info|sources`` (parsed by ``deepiso.realtime.cli``)."""
     if args.corpus_command == "sources":
         for s in SOURCES:
             what = ",".join(s.packages) or s.method
             print(f"{s.name:<22} {s.kind:<10} {s.category:<9} {s.license:<32} {what}")
+        return 0
+    if args.corpus_command == "card":
+        card = training_data_card(args.dir)
+        text = json.dumps(card, indent=1) + "\n"
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            print(text, end="")
         return 0
     if args.corpus_command == "info":
         if (Path(args.dir) / "records").is_dir():
