@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 import torch
 
+from deepiso.realtime.atomic import atomic_write_bytes
 from deepiso.realtime.onnx_model import CARD_KEY, ModelError, load_model, parse_onnx
 
 from .card import attach_card, base_card
@@ -67,19 +68,6 @@ def sequence_path_for(step_path: str | os.PathLike) -> Path:
     path = Path(step_path)
     stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
     return path.with_name(f"{stem}.seq.onnx")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _session(model: onnx.ModelProto) -> Any:
@@ -179,8 +167,8 @@ def export_model(net: torch.nn.Module, out: str | os.PathLike, *, name: str | No
     x = awareness_inputs(spec, synthetic_signal(spec, frames, channels=1, seed=2))
     # fp32: the engine must reproduce PyTorch; int8: the int8 graph as onnxruntime runs it without IOBinding.
     reference = ort_steps(_session(step_graph), x, cfg.layers, cfg.hidden) if int8 else torch_steps(net, x)
-    _atomic_write(seq_out, seq_bytes)
-    _atomic_write(out, step_bytes)
+    atomic_write_bytes(seq_out, seq_bytes)
+    atomic_write_bytes(out, step_bytes)
     try:
         _check_written(out, reference, x, tolerance,
                        card["quantization"]["tolerance"]["relative_rms_error"] if int8 else None)

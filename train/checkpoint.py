@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from deepiso.realtime.atomic import atomic_write_bytes
 from deepiso.realtime.frame import FrameSpec, FrameSpecError
 from deepiso.realtime.version import __version__
 
@@ -44,20 +45,6 @@ class CheckpointError(Exception):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def checkpoint_meta(model: IsolatorNet, train_config: dict | None = None, metrics: dict | None = None) -> dict:
@@ -102,9 +89,9 @@ def save_checkpoint(path: str | os.PathLike, model: IsolatorNet, *, train_config
         payload["extra"] = extra
     buf = io.BytesIO()
     torch.save(payload, buf)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     if config_json:
-        _atomic_write_bytes(path.with_name("config.json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(path.with_name("config.json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return path
 
 
