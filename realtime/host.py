@@ -377,6 +377,12 @@ class Host:
         n = self.block_size or min(self.max_block, 512)
         z = np.zeros((n, self.channels), np.float32)
         self.process(z, z)
+        # Drivers hand the callback read-only input (PyAudio's bytes, PortAudio's const
+        # buffers): numba compiles read-only arrays separately, which would stall the
+        # first callback of a fresh install for seconds.
+        frozen = np.zeros((n, self.channels), np.float32)
+        frozen.flags.writeable = False
+        self.process(frozen, z)
         self.reset()
         self._reset_counters()
         for slot in self.chain.slots + (self.resampler.chain.slots if self.resampler else []):

@@ -302,3 +302,26 @@ def test_the_callback_allocates_no_audio_buffers():
     # One block is 4096 x 2 x 4 = 32 KiB: any per-block array would show up here.
     assert peak - base < 8 * 1024
     assert current - base < 4 * 1024
+
+
+WARM_CHECK = """
+import numpy as np
+from deepiso.realtime import host
+from deepiso.realtime.live import build_chain
+chain, _, _, _ = build_chain("tiny-test", "vocals", 1)
+host.Host(chain, 16000, 1, block_size=64)
+kernels = [host._sanitize_copy]  # the only kernel that sees driver buffers; the chain gets a copy
+missing = [k.py_func.__name__ for k in kernels if not any("readonly" in str(sig[0]) for sig in k.signatures)]
+print("missing:", missing)
+"""
+
+
+def test_host_compiles_read_only_input_paths_before_the_first_callback():
+    # Drivers hand callbacks read-only buffers; numba compiles them as a separate type,
+    # which would stall the first callback of a fresh install. Host() must do it first.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", WARM_CHECK], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "missing: []" in out.stdout, out.stdout
