@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -201,25 +200,10 @@ def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1
 
 
 def _with_server(fn):
-    from deepiso.realtime.backends import refresh_portaudio
-    from deepiso.realtime.virtual_device import PrivatePulseServer
+    from deepiso.realtime.virtual_device import private_pulse
 
-    root = Path(tempfile.mkdtemp(prefix="deepiso-bench-pulse-"))
-    server = PrivatePulseServer(root)
-    saved = {k: os.environ.get(k) for k in server.env}
-    server.start()
-    os.environ.update(server.env)
-    refresh_portaudio()
-    try:
+    with tempfile.TemporaryDirectory(prefix="deepiso-bench-pulse-") as root, private_pulse(root) as server:
         return fn(server)
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------

@@ -21,7 +21,10 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from .backends import DeviceError, PulseDevice, _pactl, pulse_devices, pulse_running
 
@@ -345,3 +348,34 @@ class PrivatePulseServer:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+
+@contextmanager
+def private_pulse(root: str | os.PathLike) -> Iterator[PrivatePulseServer]:
+    """Run a :class:`PrivatePulseServer` in ``root`` and point this process's clients at it.
+
+    Inside the ``with`` block the PulseAudio variables of ``os.environ`` name
+    the private server and PortAudio is re-initialised to see its devices;
+    on exit the server stops and the previous environment comes back.
+    """
+    from .backends import refresh_portaudio
+
+    for tool in ("pulseaudio", "pactl", "parec", "pacat"):
+        if shutil.which(tool) is None:
+            raise DeviceError(f"{tool} is missing: apt-get install --no-install-recommends pulseaudio "
+                              "pulseaudio-utils libportaudio2 libasound2-plugins")
+    server = PrivatePulseServer(Path(root))
+    saved = {k: os.environ.get(k) for k in server.env}
+    server.start()
+    os.environ.update(server.env)
+    refresh_portaudio()
+    try:
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        refresh_portaudio()

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from deepiso.realtime.frame import FrameSpec
-from deepiso.realtime.virtual_device import BUS_MAP, PULSE_RATE  # noqa: F401 - used by the live tests
-from deepiso.realtime.virtual_device import PrivatePulseServer as PulseServer
+from deepiso.realtime.virtual_device import BUS_MAP, PULSE_RATE, private_pulse  # noqa: F401 - used by the live tests
 
 
 class StandInModel:
@@ -86,27 +85,5 @@ def small_spec() -> FrameSpec:
 def pulse(tmp_path_factory):
     """A private PulseAudio server with a 4-channel bus: play on ``iso_play`` → engine input ``iso_in``;
     engine output ``iso_out``; one ``parec`` of ``bus.monitor`` sees both on one clock."""
-    import os
-    import shutil
-
-    for tool in ("pulseaudio", "pactl", "parec", "pacat"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool} is missing: apt-get install --no-install-recommends pulseaudio "
-                               "pulseaudio-utils libportaudio2 libasound2-plugins")
-    server = PulseServer(tmp_path_factory.mktemp("pulse"))
-    saved = {k: os.environ.get(k) for k in server.env}
-    server.start()
-    os.environ.update(server.env)
-    from deepiso.realtime.backends import refresh_portaudio
-
-    refresh_portaudio()
-    try:
+    with private_pulse(tmp_path_factory.mktemp("pulse")) as server:
         yield server
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        refresh_portaudio()
