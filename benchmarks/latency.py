@@ -134,33 +134,19 @@ def _lags(rec: np.ndarray, rate: int) -> list[int]:
 
 def end_to_end(server, model: str, backend: str, block: int) -> dict:
     from deepiso.realtime.backends import open_stream
-    from deepiso.realtime.virtual_device import BUS_MAP, PULSE_RATE
+    from deepiso.realtime.virtual_device import PULSE_RATE
 
     iso = Isolator(model, channels=1)
     rate = iso.spec.sample_rate
     # vocals + instrumental = the input, delayed by exactly the isolator's latency: timeable chirps.
     host = Host([iso, Mix.parse("mixture")], rate, 1, block_size=block)
     stream = open_stream(host, backend, "iso_in", "iso_out", rate, block, "low")
-    path = server.root / f"e2e-{block}-{backend}.raw"
-    rec = server.parec("bus.monitor", 4, latency_ms=10, path=path, channel_map=BUS_MAP)
     x = np.zeros((int(2.4 * PULSE_RATE), 2), np.float32)
     c = _chirp(PULSE_RATE)
     for t in (0.25, 0.71, 1.38, 1.9):
         i = int(t * PULSE_RATE)
         x[i : i + c.size] += c[:, None]
-    try:
-        stream.start()
-        time.sleep(0.3)
-        server.pacat("iso_play", 2, x.tobytes()).wait(10)
-        time.sleep(0.4)
-        stream.check()
-    finally:
-        stream.stop()
-        stream.close()
-        rec.terminate()
-        rec.wait(5)
-    data = np.fromfile(path, np.float32)
-    lags = _lags(data[: data.size // 4 * 4].reshape(-1, 4), PULSE_RATE)
+    lags = _lags(server.record_through(stream, x, lead=0.3, tail=0.4), PULSE_RATE)
     return {
         "backend": backend, "block": block, "model_rate": rate, "chirps_found": len(lags),
         "measured_ms": [round(1000 * lag / PULSE_RATE, 2) for lag in lags],

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -119,7 +118,7 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "sounddevice"
     from .backends import open_stream
     from .host import Host
     from .live import build_chain
-    from .virtual_device import BUS_MAP, PULSE_RATE, private_pulse
+    from .virtual_device import PULSE_RATE, private_pulse
 
     chain, isolator, _, _ = build_chain(model, "vocals", channels=1)
     rate = isolator.spec.sample_rate if isolator is not None else PULSE_RATE
@@ -128,33 +127,14 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "sounddevice"
 
     with tempfile.TemporaryDirectory(prefix="deepiso-demo-") as tmp, private_pulse(tmp) as server:
         log("started a private PulseAudio server with virtual devices")
-        root = Path(tmp)
         host = Host(chain, rate, 1, block_size=blocksize)
         stream = open_stream(host, backend, "iso_in", "iso_out", rate, blocksize, "low")
-        rec_path = root / "bus.raw"
-        rec = server.parec("bus.monitor", 4, latency_ms=10, path=rec_path, channel_map=BUS_MAP)
-        try:
-            stream.start()
-            time.sleep(0.5)
-            played = resample(mixture[:, None], rate, PULSE_RATE)[:, 0]
-            log(f"playing {mixture.size / rate:.1f} s through the engine ({host.describe()})")
-            player = server.pacat("iso_play", 2, np.repeat(played[:, None], 2, axis=1).tobytes())
-            deadline = time.monotonic() + played.size / PULSE_RATE + 10
-            while player.poll() is None and time.monotonic() < deadline:
-                stream.check()
-                time.sleep(0.05)
-            time.sleep(0.6)
-            stream.check()
-        finally:
-            stream.stop()
-            stream.close()
-            rec.terminate()
-            rec.wait(5)
+        played = resample(mixture[:, None], rate, PULSE_RATE)[:, 0]
+        log(f"playing {mixture.size / rate:.1f} s through the engine ({host.describe()})")
+        recording = server.record_through(stream, np.repeat(played[:, None], 2, axis=1), lead=0.5, tail=0.6)
         stats = host.stats()
         reported = stream.latency_samples / rate
-        recording = np.fromfile(rec_path, np.float32)
 
-    recording = recording[: recording.size // 4 * 4].reshape(-1, 4)
     rec_in = resample(np.ascontiguousarray(recording[:, :1]), PULSE_RATE, rate)[:, 0]
     rec_out = resample(np.ascontiguousarray(recording[:, 2:3]), PULSE_RATE, rate)[:, 0]
     if np.abs(rec_in).max() < 1e-4:

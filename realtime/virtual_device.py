@@ -338,6 +338,33 @@ class PrivatePulseServer:
         threading.Thread(target=feed, daemon=True, name="deepiso-noise").start()
         return proc
 
+    def record_through(self, stream, played, lead: float = 0.3, tail: float = 0.5, timeout: float = 10.0):
+        """Play ``played`` (float32 ``(n, 2)`` at 48 kHz) on ``iso_play`` through a live ``stream``
+        (``iso_in`` → ``iso_out``) and return ``bus.monitor`` as float32 ``(m, 4)``: engine input on
+        channels 0/1, engine output on 2/3, one clock. The stream is started, checked while the clip
+        plays, then stopped and closed."""
+        import numpy as np
+
+        path = self.root / f"bus-{time.monotonic_ns()}.raw"
+        rec = self.parec("bus.monitor", 4, latency_ms=10, path=path, channel_map=BUS_MAP)
+        try:
+            stream.start()
+            time.sleep(lead)
+            player = self.pacat("iso_play", 2, np.ascontiguousarray(played, np.float32).tobytes())
+            deadline = time.monotonic() + played.shape[0] / PULSE_RATE + timeout
+            while player.poll() is None and time.monotonic() < deadline:
+                stream.check()
+                time.sleep(0.05)
+            time.sleep(tail)
+            stream.check()
+        finally:
+            stream.stop()
+            stream.close()
+            rec.terminate()
+            rec.wait(5)
+        data = np.fromfile(path, np.float32)
+        return data[: data.size // 4 * 4].reshape(-1, 4)
+
     def stop(self) -> None:
         for k in self.keepers:
             k.terminate()

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import BUS_MAP, PULSE_RATE
+from conftest import PULSE_RATE
 
 from deepiso.realtime.backends import DeviceError, open_stream
 from deepiso.realtime.host import Host, Plugin
@@ -72,26 +72,7 @@ def _lags(recording: np.ndarray) -> list[int]:
 
 
 def _measure(pulse, stream, seconds_before: float = 0.3) -> tuple[np.ndarray, list[int]]:
-    path = pulse.root / f"rec-{time.monotonic_ns()}.raw"
-    rec = pulse.parec("bus.monitor", 4, latency_ms=10, path=path, channel_map=BUS_MAP)
-    try:
-        stream.start()
-        time.sleep(seconds_before)
-        x = _test_signal()
-        player = pulse.pacat("iso_play", 2, x.tobytes())
-        deadline = time.monotonic() + 10
-        while player.poll() is None and time.monotonic() < deadline:
-            stream.check()
-            time.sleep(0.05)
-        time.sleep(0.4)
-        stream.check()
-    finally:
-        stream.stop()
-        stream.close()
-        rec.terminate()
-        rec.wait(5)
-    recording = np.fromfile(path, np.float32)
-    recording = recording[: recording.size // 4 * 4].reshape(-1, 4)
+    recording = pulse.record_through(stream, _test_signal(), lead=seconds_before, tail=0.4)
     return recording, _lags(recording)
 
 
