@@ -206,6 +206,54 @@ def test_corpus_manifest(tmp_path):
         ds.manifest_sources(tmp_path / "voice")
 
 
+def _high_band_share(x: np.ndarray, rate: int, above: float) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2  # windowed: no leakage from the low band
+    freqs = np.fft.rfftfreq(x.size, 1 / rate)
+    return float(spec[freqs > above].sum() / (spec.sum() + 1e-30))
+
+
+def test_band_match_limits_the_background_to_a_phone_band_voice_in_training_only(tmp_path):
+    root = T.make_manifest_corpus(tmp_path, rate=16_000)
+    lines = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
+    for rec in lines:
+        if rec["kind"] == "voice":
+            rec["native_rate"] = 8000  # a phone-band voice: nothing above 4 kHz
+        rec["split"] = "train"
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    files = ds.manifest_sources(root)
+    assert {f.bandwidth for f in files if f.kind == "voice"} == {4000.0}
+    assert {f.bandwidth for f in files if f.kind == "background"} == {0.0}
+    rate = 16_000
+    common = {"rate": rate, "samples": 8000, "items": 12, "seed": 2, "loopback": 0.0}
+    matched = ds.SourceMixDataset(files, band_match=1.0, **common)
+    plain = ds.SourceMixDataset(files, band_match=0.0, **common)
+    valid = ds.SourceMixDataset(files, band_match=1.0, train=False, **common)
+    for i in range(12):
+        acc_m = (matched[i]["mixture"] - matched[i]["vocals"]).numpy()[0]
+        acc_p = (plain[i]["mixture"] - plain[i]["vocals"]).numpy()[0]
+        acc_v = (valid[i]["mixture"] - valid[i]["vocals"]).numpy()[0]
+        assert _high_band_share(acc_m, rate, 4200) < 1e-6  # the background stops where the voice does
+        assert _high_band_share(acc_p, rate, 4200) > 1e-3  # the synthetic backgrounds have highs
+        assert _high_band_share(acc_v, rate, 4200) > 1e-3  # validation measures the real task
+    with pytest.raises(ds.DatasetError, match="band_match must be a probability"):
+        ds.SourceMixDataset(files, band_match=1.5, **common)
+    lines[0]["native_rate"] = "fast"
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with pytest.raises(ds.DatasetError, match="record 1 has a bandwidth or native_rate that is not a number"):
+        ds.manifest_sources(root)
+
+
+def test_band_limit_keeps_length_and_the_pass_band():
+    rate = 44_100
+    t = np.arange(rate) / rate
+    x = np.stack([np.sin(2 * np.pi * 1000 * t) + np.sin(2 * np.pi * 12_000 * t)]).astype(np.float32)
+    y = ds.band_limit(x, rate, 8000.0)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert _high_band_share(y[0], rate, 9000) < 1e-6
+    low = np.sin(2 * np.pi * 1000 * t)
+    assert np.abs(y[0, 2000:-2000] - low[2000:-2000]).max() < 1e-2
+
+
 def test_prepare_writes_the_report_layout(tmp_path, stems_root):
     n = prepare_musdb(stems_root, tmp_path / "musdb_out")
     assert n == 3

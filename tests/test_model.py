@@ -30,6 +30,9 @@ VARIANTS = {
                          TINY_CFG.replace(bands=24, input_compression="power")),
     "complex_mask": (FrameSpec(16_000, 256, 64, past_frames=1, future_frames=2, output="complex_mask"),
                      TINY_CFG.replace(encoder="encode_once", encoder_width=6, layers=1)),
+    "norm_skip": (FrameSpec(16_000, 256, 64, past_frames=3, future_frames=0, output="ratio_mask"),
+                  TINY_CFG.replace(encoder="encode_once", encoder_width=8, pre_fc=0, norm="layer", skip=True,
+                                   input_compression="power")),
 }
 
 
@@ -113,6 +116,10 @@ def test_model_config_json_round_trip_and_bad_values():
         ModelConfig(hidden=0)
     with pytest.raises(ModelConfigError, match="compression_power"):
         ModelConfig(compression_power=2.0)
+    with pytest.raises(ModelConfigError, match="unknown norm 'batch'"):
+        ModelConfig(norm="batch")
+    with pytest.raises(ModelConfigError, match="skip must be true or false"):
+        ModelConfig(skip="yes")
     with pytest.raises(ModelConfigError, match="mask output"):
         build_model(TINY_SPEC, TINY_CFG.replace(bands=8))
 

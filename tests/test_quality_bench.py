@@ -265,3 +265,55 @@ def test_missing_model_file_is_reported(tmp_path):
 
     with pytest.raises(ModelError, match="nope.onnx"):
         quality.ModelSystem(str(tmp_path / "nope.onnx")).load()
+
+
+# ----------------------------------------------------------------------------- Open-Unmix on our corpus
+
+def _umx_args(corpus, out, steps):
+    return ["--set", f"data.root={corpus}", "--set", "data.segment_seconds=0.5", "--set", "data.train_items=16",
+            "--set", "data.valid_items=4", "--set", "optim.batch_size=4", "--out", str(out), "--steps", str(steps),
+            "--checkpoint-every", "2", "--validate-every", "2", "--stat-items", "8", "--nfft", "512", "--nhop",
+            "128", "--hidden", "16", "--layers", "2"]
+
+
+def test_openunmix_trains_on_our_corpus_resumes_exactly_and_loads_as_a_peer(tmp_path, capsys):
+    import openunmix_train
+    import torch
+
+    from deepiso.train.testing import make_manifest_corpus
+
+    corpus = make_manifest_corpus(tmp_path / "corpus", seconds=1.0)
+    # 4 steps, then 2 more from the checkpoint == 6 steps in one go
+    openunmix_train.main(_umx_args(corpus, tmp_path / "a", 4))
+    first = json.loads((tmp_path / "a" / "vocals.json").read_text())
+    assert first["budget"]["steps"] == 4 and first["budget"]["audio_hours"] == pytest.approx(4 * 4 * 0.5 / 3600)
+    result = openunmix_train.main(_umx_args(corpus, tmp_path / "a", 6))
+    assert "resuming" in capsys.readouterr().err and result["steps"] == 6
+    openunmix_train.main(_umx_args(corpus, tmp_path / "b", 6))
+    a = torch.load(tmp_path / "a" / "vocals.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "vocals.pth", weights_only=True)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    meta = json.loads((tmp_path / "a" / "vocals.json").read_text())
+    assert [h["step"] for h in meta["history"]] == [2, 4, 6]
+    assert all(h["val_loss"] is not None and np.isfinite(h["val_loss"]) for h in meta["history"])
+    assert meta["args"]["unidirectional"] is False and meta["args"]["nb_channels"] == 1
+    assert meta["data"]["train_files"] > 0  # our data pipeline's summary
+
+    peer = peers.OpenUnmixPeer(tmp_path / "a")
+    peer.load()
+    loaded = peer._sep.target_models["vocals"].state_dict()
+    for k in a:
+        assert torch.equal(loaded[k], a[k]), k
+    rng = np.random.default_rng(0)
+    mix = (0.1 * rng.standard_normal((1, peer.rate))).astype(np.float32)
+    est = peer.separate(mix, peer.rate)
+    assert est.shape == (peer.rate,) and np.isfinite(est).all() and np.abs(est).max() > 0
+
+
+def test_openunmix_training_refuses_a_zero_budget(tmp_path):
+    import openunmix_train
+
+    with pytest.raises(SystemExit, match="--steps"):
+        openunmix_train.main(["--out", str(tmp_path), "--steps", "0"])

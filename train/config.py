@@ -46,6 +46,8 @@ class DataConfig:
     snr_db: list[float] = field(default_factory=lambda: [-5.0, 10.0])
     level_db: list[float] = field(default_factory=lambda: [-35.0, -15.0])
     voice_fill: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    # probability that a training item's background is band-limited to its voice's bandwidth
+    band_match: float = 0.0
     num_workers: int = 0
 
 

@@ -487,6 +487,7 @@ class SourceFile:
     duration: float = 0.0  # seconds; 0 = unknown (counts as 1 s when sampling)
     source: str = ""
     license: str = ""
+    bandwidth: float = 0.0  # Hz of audio content (half the native rate); 0 = unknown / full band
 
 
 def _audio_files(folder: Path) -> list[Path]:
@@ -523,7 +524,8 @@ def manifest_sources(manifest: str | os.PathLike) -> list[SourceFile]:
     per line) or ``manifest.json`` (``{"files": [...]}`` or a list). Each
     record needs ``path`` (relative to the manifest's folder) and ``kind``
     (``voice`` | ``background``); ``category``, ``split`` (train/valid/test),
-    ``weight``, ``duration``, ``source`` and ``license`` are used when present.
+    ``weight``, ``duration``, ``source``, ``license`` and ``bandwidth`` (Hz, or
+    half of ``native_rate``) are used when present.
     """
     manifest = Path(manifest)
     if manifest.is_dir():
@@ -555,9 +557,15 @@ def manifest_sources(manifest: str | os.PathLike) -> list[SourceFile]:
             raise DatasetError(f"{path}: missing file listed in {manifest}")
         split = str(e.get("split", "train")).lower()
         split = "valid" if split in ("valid", "validation", "val") else split
+        try:
+            bandwidth = float(e.get("bandwidth") or 0.0) or float(e.get("native_rate") or 0.0) / 2
+        except (TypeError, ValueError):
+            raise DatasetError(f"{manifest}: record {i + 1} has a bandwidth or native_rate that is not a number") \
+                from None
         out.append(SourceFile(path, e["kind"], str(e.get("category", "")), split,
                               weight=float(e.get("weight", 1.0) or 0.0), duration=float(e.get("duration", 0.0) or 0.0),
-                              source=str(e.get("source", "")), license=str(e.get("license", ""))))
+                              source=str(e.get("source", "")), license=str(e.get("license", "")),
+                              bandwidth=max(bandwidth, 0.0)))
     return out
 
 
@@ -571,6 +579,21 @@ def sources_summary(files: Sequence[SourceFile]) -> list[dict]:
     return [dict(r, minutes=round(r["minutes"], 2)) for r in sorted(table.values(), key=lambda r: r["name"])]
 
 
+def band_limit(x: np.ndarray, rate: int, bandwidth: float) -> np.ndarray:
+    """``(channels, n)`` low-passed to ``bandwidth`` Hz the way a lower native rate limits it.
+
+    Resampled to ``2 * bandwidth`` and back (soxr, as the corpus converts
+    recordings), so the band edge matches that of a voice recorded at that rate.
+    """
+    import soxr
+
+    low = max(1, int(round(2 * bandwidth)))
+    n = x.shape[1]
+    y = soxr.resample(soxr.resample(np.ascontiguousarray(x.T), rate, low, quality="HQ"), low, rate, quality="HQ")
+    y = np.ascontiguousarray(y.T[:, :n], dtype=np.float32)
+    return y if y.shape[1] == n else np.pad(y, ((0, 0), (0, n - y.shape[1])))
+
+
 class SourceMixDataset(EpochDataset):
     """Voice over background, mixed on the fly.
 
@@ -580,14 +603,20 @@ class SourceMixDataset(EpochDataset):
     ``level_db`` (dBFS RMS of the mixture). With probability
     ``loopback / (1 + 2 * loopback)`` each, an item is voice-only (target =
     input) or background-only (target = silence): the share the report's
-    track-level loopback gives. Returns the same dict as :class:`TrackSegments`.
-    Decoded files are cached per process (``cache_mb``).
+    track-level loopback gives. With probability ``band_match`` a training
+    item whose voice is band-limited (``SourceFile.bandwidth`` below 95 % of
+    the Nyquist rate: phone-band prompts, 16 kHz synthesis) gets its
+    background band-limited the same way, as on a phone call: the item then
+    carries no evidence that "voice has no highs", which phone-band voices
+    over full-band music would otherwise teach. Returns the same dict as
+    :class:`TrackSegments`. Decoded files are cached per process (``cache_mb``).
     """
 
     def __init__(self, files: Sequence[SourceFile], rate: int, samples: int, items: int, channels: int = 1,
                  seed: int = 0, train: bool = True, snr_db: tuple[float, float] = (-5.0, 10.0),
                  level_db: tuple[float, float] = (-35.0, -15.0), loopback: float = 0.1,
-                 voice_fill: tuple[float, float] = (0.5, 1.0), cache_mb: float = 512.0) -> None:
+                 voice_fill: tuple[float, float] = (0.5, 1.0), cache_mb: float = 512.0,
+                 band_match: float = 0.0) -> None:
         super().__init__(seed, items, train)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
@@ -600,6 +629,9 @@ class SourceMixDataset(EpochDataset):
         self._p_voice = self._probabilities(self.voices)
         self._p_bg = self._probabilities(self.backgrounds)
         self.snr_db, self.level_db, self.loopback, self.voice_fill = snr_db, level_db, loopback, voice_fill
+        if not 0.0 <= band_match <= 1.0:
+            raise DatasetError(f"band_match must be a probability in [0, 1], got {band_match}")
+        self.band_match = band_match
         self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._cached = 0
@@ -648,6 +680,9 @@ class SourceMixDataset(EpochDataset):
         seg = voice_audio[:, :vlen] if voice_audio.shape[1] <= vlen else self._clip(voice_audio, vlen, rng)
         voice[:, vstart : vstart + vlen] = seg
         bg = self._clip(self._load(bg_file), n, rng).astype(np.float32)
+        if self.train and self.band_match > 0 and float(rng.uniform()) < self.band_match \
+                and 0 < voice_file.bandwidth < 0.95 * self.rate / 2:
+            bg = band_limit(bg, self.rate, voice_file.bandwidth)
         snr = float(rng.uniform(*self.snr_db))
         level = float(rng.uniform(*self.level_db))
         u = float(rng.uniform())

@@ -40,6 +40,7 @@ MODEL_FORMAT_VERSION = 1
 ENCODERS = ("stack", "encode_once")
 COMPRESSIONS = ("none", "power")
 ACTIVATIONS = ("relu", "tanh", "gelu")
+NORMS = ("none", "layer")
 
 State = tuple[Tensor, Tensor]
 
@@ -69,6 +70,11 @@ class ModelConfig:
     * ``bands``: 0, or the number of triangular, mel-spaced bands the
       (compressed) magnitude of each frame is pooled into; the phase is then
       dropped, so this suits mask outputs.
+    * ``norm``: ``"none"`` or ``"layer"``: a LayerNorm on each frame's encoded
+      input to the LSTM (after the encoder / pre-FC) and on the LSTM's output
+      (per frame, so it is causal and the same in streaming).
+    * ``skip``: the LSTM's input is concatenated to its output before the FC
+      head (Open-Unmix's skip connection).
     * ``activation``: non-linearity of the FC layers; ``dropout`` between the
       LSTM layers (training only); ``mask_bound``: bound of a complex mask's
       real and imaginary parts (``bound * tanh``).
@@ -88,6 +94,8 @@ class ModelConfig:
     activation: str = "relu"
     dropout: float = 0.0
     mask_bound: float = 1.5
+    norm: str = "none"
+    skip: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,6 +121,10 @@ class ModelConfig:
                 f"unknown input_compression {self.input_compression!r}; choose one of {COMPRESSIONS}")
         if not 0.0 < float(self.compression_power) <= 1.0:
             raise ModelConfigError(f"compression_power must be in (0, 1], got {self.compression_power}")
+        if self.norm not in NORMS:
+            raise ModelConfigError(f"unknown norm {self.norm!r}; choose one of {NORMS}")
+        if not isinstance(self.skip, bool):
+            raise ModelConfigError(f"skip must be true or false, got {self.skip!r}")
         if self.activation not in ACTIVATIONS:
             raise ModelConfigError(f"unknown activation {self.activation!r}; choose one of {ACTIVATIONS}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -304,11 +316,14 @@ class IsolatorNet(nn.Module):
             width = cfg.pre_fc
         else:
             self.pre_fc = nn.Identity()
+        layer_norm = cfg.norm == "layer"
+        self.in_norm: nn.Module = nn.LayerNorm(width) if layer_norm else nn.Identity()
         self.lstm = nn.LSTM(width, cfg.hidden, num_layers=cfg.layers, batch_first=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.out_norm: nn.Module = nn.LayerNorm(cfg.hidden) if layer_norm else nn.Identity()
         fc_width = cfg.fc_width or cfg.hidden
         head: list[nn.Module] = []
-        width = cfg.hidden
+        width = cfg.hidden + (width if cfg.skip else 0)
         for _ in range(cfg.fc_layers - 1):
             head += [nn.Linear(width, fc_width), _activation(cfg.activation)]
             width = fc_width
@@ -340,9 +355,10 @@ class IsolatorNet(nn.Module):
             raise ValueError(f"expected input (batch, frames, {self.spec.input_size}), got {tuple(x.shape)}")
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
-        z = self.pre_fc(self._encode(x))
-        z, (h, c) = self.lstm(z, state)
-        y = self.head(z)
+        z = self.in_norm(self.pre_fc(self._encode(x)))
+        r, (h, c) = self.lstm(z, state)
+        r = self.out_norm(r)
+        y = self.head(torch.cat([z, r], dim=-1) if self.cfg.skip else r)
         if self.spec.output == "ratio_mask":
             y = torch.sigmoid(y)
         elif self.spec.output == "complex_mask":
