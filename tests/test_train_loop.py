@@ -185,3 +185,22 @@ def test_validation_mixtures_never_loop_back(tmp_path):
     assert "voice" not in kinds(valid_ds)  # no voice-only item: every validation mixture has a background
     assert "voice+background" in kinds(valid_ds)
     assert "voice" in kinds(train_ds)  # training does loop back
+
+
+def test_source_weights_reweight_the_training_split_and_refuse_unknown_names(tmp_path):
+    from deepiso.train.loop import build_datasets, resolve_model
+
+    root = T.make_manifest_corpus(tmp_path / "corpus")
+    base = TrainConfig.from_dict(_config(tmp_path, {"kind": "manifest", "root": str(root)}))
+    spec, _ = resolve_model(base)
+    plain, _, _ = build_datasets(base, spec)
+    cfg = base.with_overrides(["data.source_weights.synthetic-voice=3"])
+    assert cfg.data.source_weights == {"synthetic-voice": 3}
+    weighted, valid, _ = build_datasets(cfg, spec)
+    assert [f.weight for f in weighted.voices] == [3 * f.weight for f in plain.voices]
+    assert [f.weight for f in weighted.backgrounds] == [f.weight for f in plain.backgrounds]
+    assert all(f.weight == 1.0 for f in valid.voices)  # validation keeps the corpus's own weights
+    with pytest.raises(ConfigError, match=r"unknown sources \['synthetic-vioce'\]; the corpus has"):
+        build_datasets(base.with_overrides(["data.source_weights.synthetic-vioce=3"]), spec)
+    with pytest.raises(ConfigError, match="source_weights.synthetic-voice must be a number >= 0"):
+        build_datasets(base.with_overrides(["data.source_weights.synthetic-voice=-1"]), spec)

@@ -48,6 +48,8 @@ class DataConfig:
     voice_fill: list[float] = field(default_factory=lambda: [0.5, 1.0])
     # probability that a training item's background is band-limited to its voice's bandwidth
     band_match: float = 0.0
+    # training-split sampling weight multipliers by corpus source name (e.g. {"mma-midi": 0.3})
+    source_weights: dict[str, float] = field(default_factory=dict)
     num_workers: int = 0
 
 
@@ -160,7 +162,8 @@ class TrainConfig:
                 if not isinstance(node.get(p), dict):
                     raise ConfigError(f"override {key!r}: {p!r} is not a section")
                 node = node[p]
-            if parts[-1] not in node and not key.startswith(("model_overrides.", "frame_overrides.")):
+            if parts[-1] not in node and not key.startswith(("model_overrides.", "frame_overrides.",
+                                                              "data.source_weights.")):
                 raise ConfigError(f"override {key!r}: unknown field")
             node[parts[-1]] = value
         return TrainConfig.from_dict(data)

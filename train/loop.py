@@ -20,6 +20,7 @@ Files in ``out_dir``: ``train_config.json``, ``last.pt`` (resume),
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -112,7 +113,8 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
             if not d.root:
                 raise ConfigError("data.root must name the corpus manifest.json (or its folder)")
             files = ds.manifest_sources(d.root)
-        train_files = [f for f in files if f.split == "train"]
+        train_files = reweight_sources([f for f in files if f.split == "train"], d.source_weights,
+                                       {f.source for f in files})
         valid_files = [f for f in files if f.split == "valid"]
         summary.update(train_files=len(train_files), valid_files=len(valid_files),
                        sources=ds.sources_summary(train_files + valid_files),
@@ -129,6 +131,19 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
             raise ds.DatasetError(f"{d.root or ', '.join(d.voice_dirs + d.background_dirs)}: {exc}") from None
         return train_ds, valid_ds, summary
     raise ConfigError(f"unknown data.kind {d.kind!r}; use folder, musdb, medleydb, sources or manifest")
+
+
+def reweight_sources(files: list[ds.SourceFile], weights: dict[str, float], known: set[str]) -> list[ds.SourceFile]:
+    """``files`` with each file's sampling weight multiplied by ``weights[file.source]`` (training split only)."""
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ConfigError(f"data.source_weights names unknown sources {unknown}; the corpus has "
+                          f"{sorted(s for s in known if s)}")
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+            raise ConfigError(f"data.source_weights.{name} must be a number >= 0, got {w!r}")
+    return [dataclasses.replace(f, weight=f.weight * float(weights[f.source])) if f.source in weights else f
+            for f in files]
 
 
 def build_augment(cfg: TrainConfig) -> Augment:
