@@ -125,6 +125,17 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
         assert abs(x["val_loss"] - y["val_loss"]) < 1e-4
 
 
+def test_resume_takes_the_learning_rate_of_the_configuration(tmp_path):
+    data = _dataset("folder", tmp_path / "data")
+    base = TrainConfig.from_dict(_config(tmp_path, {**data, "train_items": 8}, tensorboard=False))
+    train(base)
+    longer = base.with_overrides(["optim.epochs=2", "optim.lr=0.0005"])
+    result = train(longer)
+    assert result["steps"] == 2  # resumed: only the second epoch ran
+    opt = read_checkpoint(tmp_path / "run" / "last.pt")["extra"]["optimizer"]
+    assert [g["lr"] for g in opt["param_groups"]] == [0.0005]
+
+
 def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
     data = _dataset("folder", tmp_path / "data")
     cfg_path = TrainConfig.from_dict(_config(tmp_path, data, tensorboard=False)).save(tmp_path / "cfg.json")

@@ -368,6 +368,8 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
                                         "start afresh or another out_dir")
         net.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(extra["optimizer"])
+        for group in optimizer.param_groups:  # the configuration's rate wins: a resumed run may lower it
+            group["lr"], group["weight_decay"] = cfg.optim.lr, cfg.optim.weight_decay
         position = json.loads(extra["position"])
         history = json.loads(extra["history"])
         best = json.loads(extra["best"])
