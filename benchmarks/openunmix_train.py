@@ -149,7 +149,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     steps_per_epoch = max(1, len(train_ds) // batch_size)
 
-    def save(final: bool = False) -> None:
+    def save() -> None:
         _save_atomic({"state_dict": unmix.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                       "cpu_seconds": cpu_spent, "history": history, "input_mean": mean, "input_std": std}, last)
 
@@ -164,6 +164,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             losses.append(float(torch.nn.functional.mse_loss(unmix(x), y)))
         unmix.train()
         return float(np.mean(losses))
+
+    def export() -> dict[str, Any]:
+        """``vocals.pth`` + ``vocals.json`` of the weights now, with the budget spent so far."""
+        budget = {"steps": step, "batch_size": batch_size, "segment_seconds": cfg.data.segment_seconds,
+                  "audio_hours": step * batch_size * cfg.data.segment_seconds / 3600,
+                  "cpu_seconds": round(cpu_spent, 1), "threads": args.threads}
+        extra = {"trained_by": "benchmarks/openunmix_train.py", "recipe": "upstream train.py defaults, mono; MSE on "
+                 "magnitudes", "budget": budget, "data": summary, "config": str(args.config),
+                 "overrides": args.overrides, "history": history, "bandwidth": args.bandwidth}
+        was_training = unmix.training
+        unmix.eval()
+        peers.save_openunmix(out, unmix, nfft=args.nfft, nhop=args.nhop, sample_rate=rate, extra=extra)
+        unmix.train(was_training)
+        return budget
 
     unmix.train()
     t_cpu = time.process_time()
@@ -189,16 +203,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             history.append({"step": step, "train_loss": loss_value, "val_loss": validate() if
                             (step % args.validate_every == 0 or step == args.steps) else None})
             save()
+            if history[-1]["val_loss"] is not None:
+                export()  # a run stopped early still leaves a usable model with its budget
             print(f"step {step}/{args.steps}: loss {loss_value:.6f}"
                   + (f", validation {history[-1]['val_loss']:.6f}" if history[-1]["val_loss"] is not None
                      else ""), file=sys.stderr)
-    budget = {"steps": step, "batch_size": batch_size, "segment_seconds": cfg.data.segment_seconds,
-              "audio_hours": step * batch_size * cfg.data.segment_seconds / 3600, "cpu_seconds": round(cpu_spent, 1),
-              "threads": args.threads}
-    extra = {"trained_by": "benchmarks/openunmix_train.py", "recipe": "upstream train.py defaults, mono; MSE on "
-             "magnitudes", "budget": budget, "data": summary, "config": str(args.config),
-             "overrides": args.overrides, "history": history, "bandwidth": args.bandwidth}
-    peers.save_openunmix(out, unmix, nfft=args.nfft, nhop=args.nhop, sample_rate=rate, extra=extra)
+    budget = export()
     return {"out": str(out), **budget}
 
 
