@@ -45,3 +45,25 @@ def test_cli_version_and_latency():
     out = subprocess.run([sys.executable, "-m", "deepiso.realtime.cli", "latency", "--hop", "4096"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "larger than n_fft" in out.stderr
+
+
+def test_wheel_carries_the_models_cards_assets_and_recipes(tmp_path):
+    import shutil
+    import zipfile
+
+    # the wheel a plain `pip install .` builds: everything `deepiso demo` and `deepiso train` read must be in it
+    # (built from a copy, so setuptools' build/ folder never lands in the working tree)
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                             ".pytest_cache", ".ruff_cache", "runs"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path), str(src)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (wheel,) = tmp_path.glob("deepiso-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("deepiso/realtime/models/default.onnx", "deepiso/realtime/models/default.seq.onnx",
+                   "deepiso/realtime/models/registry.json", "deepiso/realtime/models/README.md",
+                   "deepiso/realtime/assets/demo_voice.ogg", "deepiso/realtime/assets/demo_background.ogg",
+                   "deepiso/realtime/assets/DEMO_SOURCES.md", "deepiso/train/configs/default.yaml",
+                   "deepiso/train/configs/seed.yaml", "deepiso/export/__init__.py"):
+        assert needed in names, needed

@@ -215,3 +215,15 @@ def test_source_weights_reweight_the_training_split_and_refuse_unknown_names(tmp
         build_datasets(base.with_overrides(["data.source_weights.synthetic-vioce=3"]), spec)
     with pytest.raises(ConfigError, match="source_weights.synthetic-voice must be a number >= 0"):
         build_datasets(base.with_overrides(["data.source_weights.synthetic-voice=-1"]), spec)
+
+
+@pytest.mark.parametrize("name", ["default", "seed"])
+def test_shipped_recipes_load_and_name_their_model(name):
+    from deepiso.train.loop import resolve_model
+
+    cfg = TrainConfig.load(T.__file__.replace("testing.py", f"configs/{name}.yaml"))
+    assert cfg.model == name and cfg.data.kind == "manifest"
+    spec, mcfg = resolve_model(cfg)
+    assert mcfg.name == name
+    if name == "default":  # the shipped model's recipe: causal, magnitude + SI-SDR, the norms on
+        assert spec.causal and cfg.loss.si_sdr > 0 and cfg.loss.contrastive == 0 and mcfg.norm == "layer"

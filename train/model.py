@@ -171,13 +171,16 @@ CONFIGS: dict[str, tuple[FrameSpec, ModelConfig]] = {
         ModelConfig(name="seed", hidden=256, layers=2, pre_fc=256, fc_layers=3, fc_width=256, encoder="stack"),
     ),
     # Real time: causal (no look-ahead, latency = n_fft - hop + block jitter),
-    # a ratio mask on the current frame, power-law input compression and a
-    # shared per-frame encoder; ~1.6 M parameters (~6.6 MB fp32).
+    # a ratio mask on the current frame, power-law input compression, a shared
+    # per-frame encoder, LayerNorm around the LSTM and Open-Unmix's skip
+    # connection (without the norms training sat on a plateau near +1.8 dB
+    # validation SI-SDRi); ~1.8 M parameters (~7.1 MB fp32).
     "default": (
         FrameSpec(sample_rate=44_100, n_fft=1024, hop=256, window="hann", past_frames=4, future_frames=0,
                   output="ratio_mask"),
         ModelConfig(name="default", hidden=256, layers=2, pre_fc=0, fc_layers=3, fc_width=256,
-                    encoder="encode_once", encoder_width=96, input_compression="power", compression_power=0.3),
+                    encoder="encode_once", encoder_width=96, input_compression="power", compression_power=0.3,
+                    norm="layer", skip=True),
     ),
     # A tiny network for tests (random init is fine): 16 kHz, n_fft 256, hop 64,
     # one look-ahead frame so the whole chain exercises future awareness.
