@@ -317,3 +317,33 @@ def test_openunmix_training_refuses_a_zero_budget(tmp_path):
 
     with pytest.raises(SystemExit, match="--steps"):
         openunmix_train.main(["--out", str(tmp_path), "--steps", "0"])
+
+
+# ----------------------------------------------------------------------------- MUSDB18 through the musdb parser
+
+@pytest.mark.parametrize("layout", ["wav", "stems"])
+def test_musdb_test_tracks_through_the_musdb_parser_into_a_run(tmp_path, layout):
+    from deepiso.train import testing as T
+
+    make = T.make_musdb_wav if layout == "wav" else T.make_musdb_stems
+    root = make(tmp_path / "musdb", train=1, test=2, seconds=2.0)
+    items = evalset.musdb_items(root, "test")
+    assert sorted(i.meta["name"] for i in items) == ["Test Artist 0 - Song", "Test Artist 1 - Song"]
+    assert all(i.rate == 44_100 and i.mixture.shape[0] == 2 and i.vocals.shape == i.mixture.shape for i in items)
+    if layout == "wav":  # the vocal truth is the vocals stem, sample for sample
+        import soundfile as sf
+
+        first = next(i for i in items if i.meta["name"] == "Test Artist 0 - Song")
+        stem, _ = sf.read(root / "test" / "Test Artist 0 - Song" / "vocals.wav", dtype="float32")
+        np.testing.assert_array_equal(first.vocals, stem.T)
+    out = tmp_path / "res" / "quality.json"
+    quality.main(["--musdb", str(root), "--musdb-seconds", "1.5", "--model", "tiny-test", "--peers", "none",
+                  "--no-ica", "--sdr", "fast", "--out", str(out), "--clips", "0"])
+    data = json.loads(out.read_text())
+    assert {r["category"] for r in data["rows"]} == {"musdb"}
+    assert len({r["item"] for r in data["rows"]}) == 2
+    assert data["summary"]["oracle_irm"]["si_sdri"] > 3.0
+    with pytest.raises(evalset.EvalSetError, match="no MUSDB18 folder"):
+        evalset.musdb_items(tmp_path / "nope")
+    with pytest.raises(evalset.EvalSetError, match="no MUSDB18 tracks in subset 'valid'"):
+        evalset.musdb_items(root, "valid")
