@@ -132,7 +132,7 @@ def test_resample_round_trip_delay_is_the_reported_latency(outer, inner, block):
     corr = np.correlate(out[outer // 2 :, 0], x[outer // 2 : outer, 0], mode="valid")
     assert abs(int(np.argmax(corr)) - lat) <= 1
     err = out[lat + outer // 4 :, 0] - x[outer // 4 : n - lat, 0]
-    assert np.sqrt(np.mean(err**2)) < 0.03 * np.sqrt(np.mean(x**2))
+    assert np.sqrt(np.mean(err**2)) < 0.03 * np.sqrt(np.mean(x**2))  # LQ: the top of the band droops
     assert res.underruns == 0
 
 

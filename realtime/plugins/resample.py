@@ -1,22 +1,20 @@
-"""Streaming sample-rate conversion around an inner chain (python-soxr).
+"""Streaming sample-rate conversion around an inner chain.
 
 ``Resample(rate, plugins)`` runs ``plugins`` at ``rate`` inside a chain at the
-device's rate: each block is converted down (or up) with
-``soxr.ResampleStream``, processed, converted back, and queued in an output
-FIFO that hands out exactly as many samples as came in.
+device's rate: each block is converted down (or up) with a
+:class:`~deepiso.realtime.resampler.StreamResampler`, processed, converted
+back, and queued in an output FIFO that hands out exactly as many samples as
+came in. Everything is preallocated at :meth:`Resample.configure`: a block
+allocates nothing.
 
-soxr emits its output in bursts (its filters work on internal chunks), so the
-FIFO is pre-filled with the largest shortfall measured for this rate pair and
-block size at :meth:`Resample.configure`. That pre-fill is the latency the
-conversion adds; :attr:`Resample.latency_samples` is pre-fill + the inner
-chain's latency, converted to the outer rate. Should a burst ever come later
-than measured, the missing samples are output as zeros and as many late ones
-are dropped (``underruns`` counts it), so the delay never drifts.
-
-Real-time note: ``soxr.ResampleStream.resample_chunk`` returns a new array per
-call (python-soxr has no output-buffer argument); this plugin is the only
-place where a block allocates memory, and it is only in the chain when the
-device cannot run at the model's rate.
+The converters emit as many samples as each block completes, so the round
+trip is short by at most a few samples on some blocks; the FIFO is pre-filled
+with the largest shortfall measured for this rate pair and block size at
+configure time. :attr:`Resample.latency_samples` is that pre-fill plus both
+filters' group delays plus the inner chain's latency, converted to the outer
+rate. Should a block ever come up shorter than measured, the missing samples
+are output as zeros and as many late ones are dropped (``underruns`` counts
+it), so the delay never drifts.
 """
 
 from __future__ import annotations
@@ -25,15 +23,15 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
-import soxr
 
 from ..host import Chain, Plugin, PluginError, fifo_pop, fifo_push
+from ..resampler import QUALITY, StreamResampler
 
-QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+QUALITIES = tuple(QUALITY)
 
 
 class Resample(Plugin):
-    """Run ``plugins`` at ``rate`` Hz; ``quality`` is a soxr quality (lower = less latency)."""
+    """Run ``plugins`` at ``rate`` Hz; ``quality`` names the filters (``resampler.QUALITY``; lower = less delay)."""
 
     name = "resample"
 
@@ -47,51 +45,60 @@ class Resample(Plugin):
         self.chain = Chain(plugins)
         self.underruns = 0
 
-    def _streams(self) -> tuple[soxr.ResampleStream, soxr.ResampleStream]:
-        return (soxr.ResampleStream(self.sample_rate, self.rate, self.channels, "float32", self.quality),
-                soxr.ResampleStream(self.rate, self.sample_rate, self.channels, "float32", self.quality))
+    def _streams(self, max_block: int) -> tuple[StreamResampler, StreamResampler]:
+        down = StreamResampler(self.sample_rate, self.rate, self.channels, max_block, self.quality)
+        up = StreamResampler(self.rate, self.sample_rate, self.channels, down.max_out(max_block), self.quality)
+        # a whole number of outer samples for the round trip: the way back waits for the fraction
+        total = down.delay_in + up.delay_out
+        extra = math.ceil(total) - total
+        if extra > 1e-9:
+            up = StreamResampler(self.rate, self.sample_rate, self.channels, down.max_out(max_block), self.quality,
+                                 extra_delay=extra)
+        return down, up
 
-    def _measure(self, sizes: list[int]) -> tuple[int, int]:
-        """Largest shortfall (outer samples) and largest inner chunk over ~1 s per block size."""
-        worst, biggest = 0, 1
+    def _measure(self, sizes: list[int], max_block: int) -> int:
+        """Largest shortfall (outer samples) of the round trip over ~1 s per block size."""
+        worst = 0
         for size in sizes:
-            down, up = self._streams()
+            down, up = self._streams(max_block)
             z = np.zeros((size, self.channels), np.float32)
+            mid = np.zeros((down.max_out(size), self.channels), np.float32)
+            back = np.zeros((up.max_out(mid.shape[0]), self.channels), np.float32)
             requested = produced = 0
             for _ in range(max(8, 2 * self.sample_rate // size)):
-                mid = down.resample_chunk(z)
-                biggest = max(biggest, mid.shape[0])
-                produced += up.resample_chunk(mid).shape[0]
+                m = down.process(z, mid)
+                produced += up.process(mid[:m], back)
                 requested += size
                 worst = max(worst, requested - produced)
-        return worst, biggest
+        return worst
 
     def configure(self, sample_rate: int, channels: int, max_block: int, block_size: int | None = None) -> None:
         super().configure(sample_rate, channels, max_block)
-        sizes = [block_size] if block_size else sorted({max_block, min(max_block, 64)})
-        shortfall, biggest = self._measure(sizes)
-        self.prefill = shortfall + 2  # +2: soxr's rounding can move a sample between chunks
-        inner_max = max(biggest, math.ceil(max_block * self.rate / sample_rate) + 16)
+        sizes = [block_size] if block_size else sorted({max_block, min(max_block, 64), 1})
+        self.prefill = self._measure(sizes, max_block) + 1  # +1: a block size not measured may round differently
+        self._down, self._up = self._streams(max_block)
+        inner_max = self._down.max_out(max_block)
         self.chain.configure(self.rate, channels, inner_max, None)
-        self._inner_max = inner_max
-        self._down, self._up = self._streams()
-        cap = self.prefill + 4 * max_block + 4 * math.ceil(biggest * sample_rate / self.rate) + 1024
+        self._mid = np.zeros((inner_max, channels), np.float32)
+        self._back = np.zeros((self._up.max_out(inner_max), channels), np.float32)
+        cap = self.prefill + 4 * max_block + self._back.shape[0] + 1024
         self.fifo = np.zeros((channels, cap), np.float32)
         self._discard = np.zeros((cap, channels), np.float32)
         inner = self.chain.latency_samples * sample_rate / self.rate
-        self.latency_samples = self.prefill + round(inner)
+        filters = self._down.delay_in + self._up.delay_out
+        self.latency_samples = self.prefill + round(inner + filters)
         self.reset()
 
     def process(self, inp: np.ndarray, out: np.ndarray) -> None:
         n = inp.shape[0]
-        mid = self._down.resample_chunk(inp)
-        for a in range(0, mid.shape[0], self._inner_max):
-            part = mid[a : a + self._inner_max]
+        m = self._down.process(inp, self._mid)
+        if m:
+            part = self._mid[:m]
             self.chain.process(part, part)
-        back = self._up.resample_chunk(mid)
-        if back.shape[0]:
-            lost = fifo_push(self.fifo, self.level, back)
-            self.level += back.shape[0] - lost
+        b = self._up.process(self._mid[:m], self._back)
+        if b:
+            lost = fifo_push(self.fifo, self.level, self._back[:b])
+            self.level += b - lost
             if self._debt:
                 drop = min(self._debt, self.level)
                 fifo_pop(self.fifo, self.level, self._discard[:drop], drop)
@@ -104,8 +111,8 @@ class Resample(Plugin):
             self._debt += short
 
     def reset(self) -> None:
-        self._down.clear()
-        self._up.clear()
+        self._down.reset()
+        self._up.reset()
         self.chain.reset()
         self.fifo.fill(0.0)
         self.level = self.prefill
