@@ -521,6 +521,23 @@ def build_systems(args: argparse.Namespace) -> list[System]:
         systems.append(peers.OpenUnmixPeer(args.openunmix))
     if not args.no_oracle:
         systems += [OracleMask(binary=False), OracleMask(binary=True)]
+    return unique_names(systems)
+
+
+def unique_names(systems: list[System]) -> list[System]:
+    """Results are keyed by system name: two files of the same stem (``a/default.onnx`` and the shipped
+    ``default``) get their parent folder added, then a counter."""
+    seen: dict[str, int] = {}
+    for s in systems:
+        if s.name in seen and isinstance(s, ModelSystem):
+            parent = Path(s.source).parent.name
+            candidate = f"{s.name}@{parent}" if parent and parent != "." else s.name
+            k = 2
+            while candidate in seen:
+                candidate = f"{s.name}#{k}"
+                k += 1
+            s.name = candidate
+        seen[s.name] = 1
     return systems
 
 

@@ -347,3 +347,22 @@ def test_musdb_test_tracks_through_the_musdb_parser_into_a_run(tmp_path, layout)
         evalset.musdb_items(tmp_path / "nope")
     with pytest.raises(evalset.EvalSetError, match="no MUSDB18 tracks in subset 'valid'"):
         evalset.musdb_items(root, "valid")
+
+
+def test_two_models_of_the_same_name_get_separate_rows(items, tmp_path):
+    from deepiso.realtime.onnx_model import resolve_model
+
+    folder = evalset.save_set([items[0]], tmp_path / "set")
+    shipped = resolve_model("tiny-test")
+    copy = tmp_path / "other" / "tiny-test.onnx"
+    copy.parent.mkdir()
+    for suffix in (".onnx", ".seq.onnx"):  # the step graph and the sequence graph beside it
+        src = shipped.with_name(f"tiny-test{suffix}")
+        if src.exists():
+            copy.with_name(f"tiny-test{suffix}").write_bytes(src.read_bytes())
+    out = tmp_path / "res" / "quality.json"
+    quality.main(["--set", str(folder), "--model", "tiny-test", "--model", str(copy), "--peers", "none", "--no-ica",
+                  "--no-oracle", "--sdr", "none", "--out", str(out), "--clips", "0"])
+    data = json.loads(out.read_text())
+    assert set(data["summary"]) == {"mixture", "deepiso:tiny-test", "deepiso:tiny-test@other"}
+    assert len(data["rows"]) == 3
