@@ -4,7 +4,15 @@ import math
 
 import torch
 
-from deepiso.train.losses import LossWeights, combined_loss, contrastive_cosine, magnitude_loss, si_sdr, si_sdr_loss
+from deepiso.train.losses import (
+    LossWeights,
+    combined_loss,
+    contrastive_cosine,
+    gap_loss,
+    magnitude_loss,
+    si_sdr,
+    si_sdr_loss,
+)
 
 
 def _frames(seed=0, b=2, t=5, f=18):
@@ -79,3 +87,26 @@ def test_combined_terms_and_weights():
         assert "waveforms" in str(exc)
     else:
         raise AssertionError("SI-SDR without waveforms must fail")
+
+
+def test_gap_loss_measures_the_estimate_in_voice_free_frames_only():
+    v, a = _frames(7, b=3, t=10)
+    v[0, 4:] = 0.0  # item 0: voice-free from frame 4 on
+    v[1] = 0.0  # item 1: accompaniment only
+    # item 2: voiced throughout: no gap, it does not count
+    mix = v + a
+    assert abs(float(gap_loss(mix, v, a))) < 1e-5  # passing the mixture through: 0 dB
+    assert abs(float(gap_loss(0.1 * mix, v, a)) - (-20.0)) < 1e-3  # 20 dB down in the gaps
+    assert abs(float(gap_loss(v.clone(), v, a, limit_db=60.0)) - (-60.0)) < 1e-6  # silence in the gaps: the floor
+    louder_where_voiced = mix.clone()
+    louder_where_voiced[0, :4] *= 100.0
+    louder_where_voiced[2] *= 100.0
+    assert abs(float(gap_loss(louder_where_voiced, v, a))) < 1e-5  # voiced frames do not count
+    pred = (0.5 * mix).requires_grad_()
+    gap_loss(pred, v, a).backward()
+    assert pred.grad is not None and float(pred.grad[0, 4:].abs().sum()) > 0
+    assert float(pred.grad[0, :4].abs().sum()) == 0.0 and float(pred.grad[2].abs().sum()) == 0.0
+    no_gap = gap_loss(mix[2:], v[2:], a[2:])
+    assert float(no_gap) == 0.0
+    total, parts = combined_loss(LossWeights(contrastive=0.0, gap=0.5), 0.1 * mix, v, a)
+    assert set(parts) == {"gap"} and abs(float(total) - 0.5 * parts["gap"]) < 1e-6

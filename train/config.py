@@ -71,6 +71,7 @@ class LossConfig:
     magnitude: float = 0.0
     magnitude_power: float = 0.5
     si_sdr: float = 0.0
+    gap: float = 0.0  # residual in voice-free frames, dB (losses.gap_loss)
 
 
 @dataclass

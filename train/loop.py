@@ -344,8 +344,9 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     spec, mcfg = resolve_model(cfg)
     train_ds, valid_ds, data_summary = build_datasets(cfg, spec)
     weights = LossWeights(**vars(cfg.loss))
-    if not any([weights.contrastive, weights.magnitude, weights.si_sdr]):
-        raise ConfigError("all loss weights are zero: enable loss.contrastive, loss.magnitude or loss.si_sdr")
+    if not any([weights.contrastive, weights.magnitude, weights.si_sdr, weights.gap]):
+        raise ConfigError("all loss weights are zero: enable loss.contrastive, loss.magnitude, loss.si_sdr or "
+                          "loss.gap")
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     net = build_model(spec, mcfg).to(device)

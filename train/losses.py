@@ -1,4 +1,4 @@
-"""Losses: the report's contrastive cosine distance, plus magnitude and SI-SDR terms.
+"""Losses: the report's contrastive cosine distance, plus magnitude, SI-SDR and gap terms.
 
 Spectra are real+imag features ``(B, T, 2 * bins)`` (``dsp.features``
 layout); each frame is one vector of ``2 * bins`` reals, as in the report.
@@ -80,6 +80,28 @@ def si_sdr_loss(estimate: Tensor, reference: Tensor, mixture: Tensor, limit_db: 
     return -si_sdr(estimate[voiced], reference[voiced]).clamp(max=limit_db).mean()
 
 
+def gap_loss(pred: Tensor, vocals: Tensor, accompaniment: Tensor, limit_db: float = 60.0) -> Tensor:
+    """How loud the estimate is where there is no voice, in dB against the mixture there (a scalar).
+
+    Gap frames are the frames ``(B, T)`` whose vocal energy is below 1e-6 of
+    the mixture's (voice-free stretches, accompaniment-only items). Per item
+    with gap frames: ``10 log10(sum |pred|^2 / sum |mix|^2)`` over them,
+    floored at ``-limit_db``; the mean over those items. Scale-invariant like
+    SI-SDR, so its weight is comparable with the SI-SDR term's; zero when no
+    item has a gap. This is the quality benchmark's "gaps" column as a loss.
+    """
+    mix = vocals + accompaniment
+    e_voc, e_mix, e_pred = vocals.pow(2).sum(-1), mix.pow(2).sum(-1), pred.pow(2).sum(-1)
+    gap = (e_voc <= 1e-6 * e_mix) & (e_mix > 0)
+    has_gap = gap.any(dim=-1)
+    if not bool(has_gap.any()):
+        return pred.sum() * 0.0
+    g = gap.to(pred.dtype)
+    ratio = ((e_pred * g).sum(-1) + EPS) / ((e_mix * g).sum(-1) + EPS)
+    db = (10 * torch.log10(ratio)).clamp(min=-limit_db)
+    return db[has_gap].mean()
+
+
 @dataclass
 class LossWeights:
     contrastive: float = 1.0
@@ -87,6 +109,7 @@ class LossWeights:
     magnitude: float = 0.0
     magnitude_power: float = 0.5
     si_sdr: float = 0.0
+    gap: float = 0.0  # weight of :func:`gap_loss` (dB, like the SI-SDR term)
 
 
 def combined_loss(w: LossWeights, pred: Tensor, vocals: Tensor, accompaniment: Tensor,
@@ -113,4 +136,8 @@ def combined_loss(w: LossWeights, pred: Tensor, vocals: Tensor, accompaniment: T
         s = si_sdr_loss(pred_wave, vocals_wave, mix_wave)
         total = total + w.si_sdr * s
         parts["si_sdr"] = float(s.detach())
+    if w.gap:
+        g = gap_loss(pred, vocals, accompaniment)
+        total = total + w.gap * g
+        parts["gap"] = float(g.detach())
     return total, parts
