@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,22 @@ def pulse(tmp_path_factory):
     engine output ``iso_out``; one ``parec`` of ``bus.monitor`` sees both on one clock."""
     with private_pulse(tmp_path_factory.mktemp("pulse")) as server:
         yield server
+
+
+@pytest.fixture
+def allocation_growth():
+    """``measure(fn, repeats) -> (peak, kept)``: bytes Python allocated at most, and kept, over ``repeats`` calls."""
+
+    def measure(fn, repeats: int) -> tuple[int, int]:
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            for _ in range(repeats):
+                fn()
+            current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return peak - base, current - base
+
+    return measure

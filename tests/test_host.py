@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 from conftest import StandInModel, standin_loader
@@ -283,25 +281,17 @@ def test_bad_host_settings_are_refused():
         Host([Isolator("tiny-test"), Isolator("x", loader=standin_loader(spec))], 16_000, 1)
 
 
-def test_the_callback_allocates_no_audio_buffers():
+def test_the_callback_allocates_no_audio_buffers(allocation_growth):
     spec = FrameSpec(sample_rate=16_000, n_fft=512, hop=128, past_frames=3, future_frames=1)
     iso = Isolator("identity", loader=standin_loader(spec, identity=True), channels=2)
     host = Host([iso, Mix.parse("0,-20"), Gain(-1), Gate(-60), Meter()], 16_000, 2, block_size=4096)
     x = _signal(4096, 2, 16_000)
     out = np.empty_like(x)
     host.process(x, out)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(20):
-            host.process(x, out)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak, kept = allocation_growth(lambda: host.process(x, out), 20)
     # One block is 4096 x 2 x 4 = 32 KiB: any per-block array would show up here.
-    assert peak - base < 8 * 1024
-    assert current - base < 4 * 1024
+    assert peak < 8 * 1024
+    assert kept < 4 * 1024
 
 
 WARM_CHECK = """
