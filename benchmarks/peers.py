@@ -340,6 +340,10 @@ class OpenUnmixPeer(System):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.label = "Open-Unmix architecture (trained on our corpus)"
+        self.budget: dict | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "budget": self.budget}
 
     def load(self) -> None:
         folder = self.path if self.path.is_dir() else self.path.parent
@@ -370,6 +374,14 @@ class OpenUnmixPeer(System):
         self._torch = torch
         self.note = ("openunmix 1.3 model.py/transforms.py loaded without torchaudio (stub module only during "
                      "import; torch STFT); Separator niter=0; checkpoint " + str(pths[0]))
+        meta = json.loads(meta_path.read_text())
+        self.budget = meta.get("budget")
+        if self.budget:
+            b = self.budget
+            self.note += (f"; trained {b['steps']} steps of {b['batch_size']} x {b['segment_seconds']:g} s "
+                          f"({b['audio_hours']:.1f} h of mixtures, {b['cpu_seconds'] / 3600:.2f} CPU h)")
+        if args.get("unidirectional"):
+            self.label = "Open-Unmix architecture, causal (trained on our corpus)"
 
     def separate(self, mixture: np.ndarray, rate: int,
                  truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:

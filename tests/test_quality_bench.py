@@ -303,6 +303,7 @@ def test_openunmix_trains_on_our_corpus_resumes_exactly_and_loads_as_a_peer(tmp_
 
     peer = peers.OpenUnmixPeer(tmp_path / "a")
     peer.load()
+    assert peer.info()["budget"]["steps"] == 6 and "trained 6 steps of 4 x 0.5 s" in peer.note
     loaded = peer._sep.target_models["vocals"].state_dict()
     for k in a:
         assert torch.equal(loaded[k], a[k]), k
