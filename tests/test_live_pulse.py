@@ -35,10 +35,10 @@ def _chirp(rate: int = PULSE_RATE, seconds: float = 0.04, f0: float = 300.0, f1:
     return (0.5 * np.sin(phase) * np.hanning(t.size)).astype(np.float32)
 
 
-def _test_signal(total: float = 2.4) -> np.ndarray:
+def _test_signal(total: float = 2.4, times: tuple[float, ...] = CHIRP_TIMES) -> np.ndarray:
     x = np.zeros((int(total * PULSE_RATE), 2), np.float32)
     c = _chirp()
-    for t in CHIRP_TIMES:
+    for t in times:
         i = int(t * PULSE_RATE)
         x[i : i + c.size] += c[:, None]
     return x
@@ -114,6 +114,55 @@ def test_live_delay_is_within_the_reported_bound(pulse, backend, kind):
             break
     else:
         pytest.fail(f"no run stayed within the reported bound (lags, bound, xruns): {attempts}")
+
+
+class Staller(Plugin):
+    """Sleeps in the audio callback at the given blocks: an xrun on demand."""
+
+    name = "staller"
+
+    def __init__(self, blocks: set[int], seconds: float = 0.08) -> None:
+        self.blocks, self.seconds, self.n = blocks, seconds, 0
+
+    def process(self, inp, out) -> None:
+        self.n += 1
+        if self.n in self.blocks:
+            time.sleep(self.seconds)
+        if out is not inp:
+            out[:] = inp
+
+
+@pytest.mark.parametrize("backend", ["sounddevice", "pyaudio"])
+def test_the_delay_an_xrun_adds_is_won_back(pulse, backend):
+    # Two 80 ms stalls in the callback underflow the output; each lengthens the
+    # duplex round trip (measured here without the resync: 34 ms → 233 ms). The
+    # stream restarts itself once the xruns stop, and later chirps are on time.
+    # On a machine so busy that xruns never stop for 0.3 s there is no quiet
+    # moment to restart in: such a run is retried.
+    attempts = []
+    for _ in range(3):
+        host = Host([Staller({200, 330})], PULSE_RATE, 1, block_size=256)  # ~1.1 and ~1.8 s in
+        stream = open_stream(host, backend, "iso_in", "iso_out", PULSE_RATE, 256, "low")
+        assert stream.resync_after == pytest.approx(0.3)
+        times = (0.25, 0.71, 3.2, 3.65, 4.3, 4.8)
+        lags = _lags(pulse.record_through(stream, _test_signal(5.4, times), lead=0.3, tail=0.4))
+        bound = stream.latency_samples + SERVER_SLACK_S * PULSE_RATE
+        assert host.stats().xruns >= 1  # the stalls did underflow
+        assert not lags or min(lags) >= host.latency_samples - 2
+        attempts.append((lags, round(bound), host.stats().xruns, stream.resyncs))
+        if stream.resyncs >= 1 and len(lags) >= 4 and max(lags[-2:]) <= bound:
+            break
+    else:
+        pytest.fail(f"the delay was not won back (lags, bound, xruns, resyncs): {attempts}")
+
+
+def test_resync_can_be_turned_off_and_bad_values_are_refused(pulse):
+    host = Host([Staller({100})], PULSE_RATE, 1, block_size=256)
+    stream = open_stream(host, "sounddevice", "iso_in", "iso_out", PULSE_RATE, 256, "low", resync_after=None)
+    pulse.record_through(stream, _test_signal(1.6, (0.25, 1.0)), lead=0.3, tail=0.6)
+    assert host.stats().xruns >= 1 and stream.resyncs == 0
+    with pytest.raises(DeviceError, match="resync_after"):
+        open_stream(host, "sounddevice", "iso_in", "iso_out", PULSE_RATE, 256, "low", resync_after=-1.0)
 
 
 def _deepiso(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -232,6 +281,7 @@ def test_plugin_exceptions_do_not_stop_a_live_stream(pulse):
     (["--samplerate", "1000000"], "sample rate 1000000 Hz is not supported", 2),
     (["--model", "/nonexistent/model.onnx"], "/nonexistent/model.onnx", 2),
     (["--model", "tiny-test", "--mix", "louder"], "mix 'louder'", 2),
+    (["--resync", "-1"], "--resync -1.0 is outside 0..60 seconds", 2),
 ])
 def test_bad_live_arguments_give_a_clear_error(pulse, args, message, code):
     base = ["live", "--model", "none", "--duration", "0.5", "--quiet"]
