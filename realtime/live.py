@@ -101,7 +101,8 @@ def status_line(stream: Any, meter_in: Any, meter_out: Any) -> str:
     device_ms = 1000.0 * sum(stream.device_latency)
     faults = s.faults
     return (f"latency {s.latency_ms + device_ms:5.1f} ms (algorithmic {s.latency_ms:.1f} + device {device_ms:.1f}) "
-            f"| CPU {100 * s.cpu_load:4.1f}% | xruns {s.xruns} | faults {faults} "
+            f"| CPU {100 * s.cpu_load:4.1f}% | xruns {s.xruns} (resyncs {getattr(stream, 'resyncs', 0)}) "
+            f"| faults {faults} "
             f"| in {_fmt_db(meter_in.levels())} dB | out {_fmt_db(meter_out.levels())} dB")
 
 
