@@ -266,3 +266,22 @@ def test_prepare_writes_the_report_layout(tmp_path, stems_root):
     src = {t.name: t for t in ds.medleydb_tracks(med)}
     for t in out:
         np.testing.assert_allclose(t.read(0, 5000)[1], src[t.name].read(0, 5000)[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("file_rate, channels", [(16_000, 1), (16_000, 2), (22_050, 1)])
+def test_partial_reads_give_the_same_items_as_whole_files(tmp_path, file_rate, channels):
+    # 16 kHz files at a 16 kHz mix are read in part; 22.05 kHz ones are decoded whole and resampled
+    root = T.make_manifest_corpus(tmp_path, seconds=1.0, rate=file_rate)
+    files = ds.manifest_sources(root)
+    common = {"rate": 16_000, "samples": 12_000, "items": 24, "seed": 4, "loopback": 0.1, "channels": channels,
+              "voice_fill": (0.2, 1.0)}  # 0.75 s items from 1 s files: offsets drawn; 1.5 s items would loop
+    partial = ds.SourceMixDataset(files, partial_reads=True, **common)
+    whole = ds.SourceMixDataset(files, partial_reads=False, **common)
+    longer = ds.SourceMixDataset(files, partial_reads=True, **{**common, "samples": 24_000})
+    longer_whole = ds.SourceMixDataset(files, partial_reads=False, **{**common, "samples": 24_000})
+    for i in range(24):
+        for a, b in ((partial[i], whole[i]), (longer[i], longer_whole[i])):
+            for key in ("mixture", "vocals"):
+                np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), atol=1e-6, err_msg=f"{key} {i}")
+    assert bool(partial._info) and (all(v is not None for v in partial._info.values()) == (file_rate == 16_000))
+    assert not partial._cache if file_rate == 16_000 else partial._cache  # nothing decoded whole at the mix rate

@@ -609,14 +609,16 @@ class SourceMixDataset(EpochDataset):
     background band-limited the same way, as on a phone call: the item then
     carries no evidence that "voice has no highs", which phone-band voices
     over full-band music would otherwise teach. Returns the same dict as
-    :class:`TrackSegments`. Decoded files are cached per process (``cache_mb``).
+    :class:`TrackSegments`. Files at the mixing rate are read in part (only
+    the frames an item uses); others are decoded whole and cached per process
+    (``cache_mb``). Both ways give the same items.
     """
 
     def __init__(self, files: Sequence[SourceFile], rate: int, samples: int, items: int, channels: int = 1,
                  seed: int = 0, train: bool = True, snr_db: tuple[float, float] = (-5.0, 10.0),
                  level_db: tuple[float, float] = (-35.0, -15.0), loopback: float = 0.1,
                  voice_fill: tuple[float, float] = (0.5, 1.0), cache_mb: float = 512.0,
-                 band_match: float = 0.0) -> None:
+                 band_match: float = 0.0, partial_reads: bool = True) -> None:
         super().__init__(seed, items, train)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
@@ -635,6 +637,8 @@ class SourceMixDataset(EpochDataset):
         self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._cached = 0
+        self.partial_reads = partial_reads
+        self._info: dict[Path, int | None] = {}
 
     @staticmethod
     def _probabilities(files: Sequence[SourceFile]) -> np.ndarray:
@@ -667,19 +671,59 @@ class SourceMixDataset(EpochDataset):
         reps = -(-length // n)  # loop short backgrounds
         return np.tile(audio, (1, reps))[:, :length]
 
+    def _frames(self, f: SourceFile) -> int | None:
+        """Frames of a file that can be read in part (at the mixing rate, libsndfile), else ``None``."""
+        if f.path not in self._info:
+            try:
+                info = sf.info(str(f.path))
+                self._info[f.path] = int(info.frames) if int(info.samplerate) == self.rate and info.frames > 0 \
+                    else None
+            except (sf.LibsndfileError, RuntimeError):
+                self._info[f.path] = None  # decoded whole (ffmpeg) and resampled by _load
+        return self._info[f.path]
+
+    def _read(self, f: SourceFile, start: int, length: int) -> np.ndarray:
+        """Frames ``start .. start + length`` of ``f`` as ``(channels, length)``, reading only those."""
+        try:
+            data = sf.read(str(f.path), start=start, frames=length, dtype="float32", always_2d=True)[0]
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DatasetError(f"{f.path}: {exc}") from None
+        return np.ascontiguousarray(_fit_length(_fit_channels(data, self.channels), length).T)
+
+    def _segment(self, f: SourceFile, length: int, rng: np.random.Generator, *, loop: bool) -> np.ndarray:
+        """``length`` frames of ``f`` from a random offset, drawn exactly as :meth:`_clip` draws them.
+
+        Files at the mixing rate are read in part (a 4 s item from a 25 s FLAC
+        decodes 4 s, not 25 s); others are decoded whole once and cached. A file
+        shorter than ``length`` is looped (``loop``) or returned whole.
+        """
+        frames = self._frames(f) if self.partial_reads else None
+        if frames is None:
+            audio = self._load(f)
+            if not loop and audio.shape[1] <= length:
+                return audio[:, :length]
+            return self._clip(audio, length, rng)
+        if frames >= length and (loop or frames > length):
+            start = int(rng.integers(0, frames - length + 1))
+            return self._read(f, start, length)
+        whole = self._read(f, 0, frames)
+        return np.tile(whole, (1, -(-length // frames)))[:, :length] if loop else whole
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.item_rng(index)
         n = self.samples
         voice_file = self.voices[int(rng.choice(len(self.voices), p=self._p_voice))]
         bg_file = self.backgrounds[int(rng.choice(len(self.backgrounds), p=self._p_bg))]
-        voice_audio = self._load(voice_file)
+        voice_frames = self._frames(voice_file) if self.partial_reads else None
+        if voice_frames is None:
+            voice_frames = self._load(voice_file).shape[1]
         fill = float(rng.uniform(*self.voice_fill))
-        vlen = max(1, min(int(fill * n), voice_audio.shape[1]))
+        vlen = max(1, min(int(fill * n), voice_frames))
         vstart = int(rng.integers(0, n - vlen + 1))
         voice = np.zeros((self.channels, n), np.float32)
-        seg = voice_audio[:, :vlen] if voice_audio.shape[1] <= vlen else self._clip(voice_audio, vlen, rng)
+        seg = self._segment(voice_file, vlen, rng, loop=False)
         voice[:, vstart : vstart + vlen] = seg
-        bg = self._clip(self._load(bg_file), n, rng).astype(np.float32)
+        bg = self._segment(bg_file, n, rng, loop=True).astype(np.float32)
         if self.train and self.band_match > 0 and float(rng.uniform()) < self.band_match \
                 and 0 < voice_file.bandwidth < 0.95 * self.rate / 2:
             bg = band_limit(bg, self.rate, voice_file.bandwidth)
