@@ -103,50 +103,17 @@ def compute(model: str, seconds: float = 20.0, channels: int = 1) -> dict:
 # 3 + 4. through PulseAudio
 
 
-def _chirp(rate: int) -> np.ndarray:
-    seconds, f0, f1 = 0.04, 300.0, 3000.0
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.5 * np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))) * np.hanning(t.size)).astype(
-        np.float32)
-
-
-def _lags(rec: np.ndarray, rate: int) -> list[int]:
-    c = _chirp(rate)
-
-    def onsets(sig: np.ndarray) -> list[int]:
-        corr = np.correlate(sig, c, mode="valid")
-        if corr.size == 0 or corr.max() <= 0:
-            return []
-        thr, i, peaks = 0.5 * float(corr.max()), 0, []
-        while i < corr.size:
-            if corr[i] > thr:
-                j = i + int(np.argmax(corr[i : i + c.size]))
-                peaks.append(j)
-                i = j + c.size
-            else:
-                i += 1
-        return peaks
-
-    src, dst = onsets(rec[:, 0]), np.array(onsets(rec[:, 2]))
-    return [int(dst[(dst >= s) & (dst < s + rate // 4)][0] - s) for s in src
-            if dst.size and ((dst >= s) & (dst < s + rate // 4)).any()]
-
-
 def end_to_end(server, model: str, backend: str, block: int) -> dict:
     from deepiso.realtime.backends import open_stream
-    from deepiso.realtime.virtual_device import PULSE_RATE
+    from deepiso.realtime.virtual_device import PULSE_RATE, chirp_lags, chirp_signal
 
     iso = Isolator(model, channels=1)
     rate = iso.spec.sample_rate
     # vocals + instrumental = the input, delayed by exactly the isolator's latency: timeable chirps.
     host = Host([iso, Mix.parse("mixture")], rate, 1, block_size=block)
     stream = open_stream(host, backend, "iso_in", "iso_out", rate, block, "low")
-    x = np.zeros((int(2.4 * PULSE_RATE), 2), np.float32)
-    c = _chirp(PULSE_RATE)
-    for t in (0.25, 0.71, 1.38, 1.9):
-        i = int(t * PULSE_RATE)
-        x[i : i + c.size] += c[:, None]
-    lags = _lags(server.record_through(stream, x, lead=0.3, tail=0.4), PULSE_RATE)
+    x = chirp_signal(2.4, (0.25, 0.71, 1.38, 1.9))
+    lags = chirp_lags(server.record_through(stream, x, lead=0.3, tail=0.4), PULSE_RATE)
     return {
         "backend": backend, "block": block, "model_rate": rate, "chirps_found": len(lags),
         "measured_ms": [round(1000 * lag / PULSE_RATE, 2) for lag in lags],

@@ -377,6 +377,57 @@ class PrivatePulseServer:
                 pass
 
 
+def chirp(rate: int = PULSE_RATE, seconds: float = 0.04, f0: float = 300.0, f1: float = 3000.0):
+    """A Hann-windowed linear chirp (float32), the probe :func:`chirp_lags` times."""
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    return (0.5 * np.sin(phase) * np.hanning(t.size)).astype(np.float32)
+
+
+def chirp_signal(seconds: float, times, rate: int = PULSE_RATE):
+    """Stereo float32 ``(n, 2)`` silence with a :func:`chirp` starting at each of ``times`` (seconds)."""
+    import numpy as np
+
+    x = np.zeros((int(seconds * rate), 2), np.float32)
+    c = chirp(rate)
+    for t in times:
+        i = int(t * rate)
+        x[i : i + c.size] += c[:, None]
+    return x
+
+
+def chirp_lags(recording, rate: int = PULSE_RATE) -> list[int]:
+    """Delay in samples of every chirp from the engine's input (channel 0 of a
+    :meth:`PrivatePulseServer.record_through` recording) to its output (channel 2)."""
+    import numpy as np
+
+    c = chirp(rate)
+
+    def onsets(sig):
+        corr = np.correlate(sig, c, mode="valid")
+        if corr.size == 0 or corr.max() <= 0:
+            return np.zeros(0, np.int64)
+        threshold, i, peaks = 0.5 * float(corr.max()), 0, []
+        while i < corr.size:
+            if corr[i] > threshold:
+                j = i + int(np.argmax(corr[i : i + c.size]))
+                peaks.append(j)
+                i = j + c.size
+            else:
+                i += 1
+        return np.array(peaks, np.int64)
+
+    src, dst = onsets(recording[:, 0]), onsets(recording[:, 2])
+    lags = []
+    for s in src:
+        after = dst[(dst >= s) & (dst < s + rate // 4)]
+        if after.size:
+            lags.append(int(after[0] - s))
+    return lags
+
+
 @contextmanager
 def private_pulse(root: str | os.PathLike) -> Iterator[PrivatePulseServer]:
     """Run a :class:`PrivatePulseServer` in ``root`` and point this process's clients at it.

@@ -22,58 +22,32 @@ from deepiso.realtime.backends import DeviceError, open_stream
 from deepiso.realtime.host import Host, Plugin
 from deepiso.realtime.plugins.basic import Gain, Meter, Mix
 from deepiso.realtime.plugins.isolator import Isolator
-from deepiso.realtime.virtual_device import RouteWarmer
+from deepiso.realtime.virtual_device import RouteWarmer, chirp, chirp_lags, chirp_signal
 
 #: Allowance for the server's own buffering on the way in and out (pacat → bus → parec).
 SERVER_SLACK_S = 0.030
 CHIRP_TIMES = (0.25, 0.71, 1.38, 1.9)  # irregular, so a correlation cannot pick the wrong chirp
 
 
-def _chirp(rate: int = PULSE_RATE, seconds: float = 0.04, f0: float = 300.0, f1: float = 3000.0) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
-    return (0.5 * np.sin(phase) * np.hanning(t.size)).astype(np.float32)
-
-
 def _test_signal(total: float = 2.4, times: tuple[float, ...] = CHIRP_TIMES) -> np.ndarray:
-    x = np.zeros((int(total * PULSE_RATE), 2), np.float32)
-    c = _chirp()
-    for t in times:
-        i = int(t * PULSE_RATE)
-        x[i : i + c.size] += c[:, None]
-    return x
+    return chirp_signal(total, times)
 
 
-def _lags(recording: np.ndarray) -> list[int]:
-    """Delay (samples at 48 kHz) of every chirp from the engine's input (aux0) to its output (aux2)."""
-    c = _chirp()
-
-    def onsets(sig: np.ndarray) -> np.ndarray:
-        corr = np.correlate(sig, c, mode="valid")
-        peaks = []
-        threshold = 0.5 * float(np.abs(corr).max())
-        i = 0
-        while i < corr.size:
-            if corr[i] > threshold:
-                j = i + int(np.argmax(corr[i : i + c.size]))
-                peaks.append(j)
-                i = j + c.size
-            else:
-                i += 1
-        return np.array(peaks)
-
-    src, dst = onsets(recording[:, 0]), onsets(recording[:, 2])
-    lags = []
-    for s in src:
-        after = dst[(dst >= s) & (dst < s + PULSE_RATE // 4)]
-        if after.size:
-            lags.append(int(after[0] - s))
-    return lags
+def test_chirp_lags_times_every_chirp_and_ignores_missing_ones():
+    x = chirp_signal(2.4, CHIRP_TIMES)[:, 0]
+    rec = np.zeros((x.size, 4), np.float32)
+    rec[:, 0] = x
+    rec[123:, 2] = 0.7 * x[:-123]
+    assert chirp_lags(rec) == [123] * len(CHIRP_TIMES)
+    rec[:, 2] = 0.0
+    assert chirp_lags(rec) == []  # nothing came out
+    rec[:, 0] = 0.0
+    assert chirp_lags(rec) == []  # nothing went in
 
 
 def _measure(pulse, stream, seconds_before: float = 0.3) -> tuple[np.ndarray, list[int]]:
     recording = pulse.record_through(stream, _test_signal(), lead=seconds_before, tail=0.4)
-    return recording, _lags(recording)
+    return recording, chirp_lags(recording)
 
 
 def _chain(kind: str, channels: int):
@@ -145,7 +119,7 @@ def test_the_delay_an_xrun_adds_is_won_back(pulse, backend):
         stream = open_stream(host, backend, "iso_in", "iso_out", PULSE_RATE, 256, "low")
         assert stream.resync_after == pytest.approx(0.3)
         times = (0.25, 0.71, 3.2, 3.65, 4.3, 4.8)
-        lags = _lags(pulse.record_through(stream, _test_signal(5.4, times), lead=0.3, tail=0.4))
+        lags = chirp_lags(pulse.record_through(stream, _test_signal(5.4, times), lead=0.3, tail=0.4))
         bound = stream.latency_samples + SERVER_SLACK_S * PULSE_RATE
         assert host.stats().xruns >= 1  # the stalls did underflow
         assert not lags or min(lags) >= host.latency_samples - 2
@@ -190,7 +164,7 @@ def test_virtual_microphone_carries_the_engine_output(pulse):
         rec.wait(5)
         assert live.returncode == 0, err
         mic = np.fromfile(path, np.float32)
-        c = _chirp()
+        c = chirp()
         corr = np.correlate(mic, c, mode="valid")
         assert corr.max() > 0.8 * float(np.dot(c, c))  # the chirps came through the virtual mic intact
         assert "xruns" in err
