@@ -415,13 +415,15 @@ class LiveStream:
                 or now - self._last_resync_at < RESYNC_MIN_INTERVAL_S:
             return
         self._last_xrun_at = None
+        began = time.monotonic()
         try:
             self._restart()
         except Exception as exc:  # noqa: BLE001 - any driver failure here means the device is gone
             self.error = f"restarting the stream after xruns failed: {exc}"
             raise DeviceError(self.error) from None
         self.resyncs += 1
-        self._last_resync_at = self._last_progress = time.monotonic()
+        self._last_resync_at = now + (time.monotonic() - began)  # on the caller's clock
+        self._last_progress = time.monotonic()
         self._grace_until = self._last_resync_at + RESYNC_GRACE_S
 
     def _driver_call(self, fn: Callable[[], object], what: str) -> None:

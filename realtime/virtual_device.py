@@ -351,8 +351,11 @@ class PrivatePulseServer:
             stream.start()
             time.sleep(lead)
             player = self.pacat("iso_play", 2, np.ascontiguousarray(played, np.float32).tobytes())
-            deadline = time.monotonic() + played.shape[0] / PULSE_RATE + timeout
-            while player.poll() is None and time.monotonic() < deadline:
+            played_until = time.monotonic() + played.shape[0] / PULSE_RATE
+            deadline = played_until + timeout
+            # pacat may hand its data to the server and exit long before it is heard:
+            # the stream is checked (as `deepiso live` does) for as long as the clip plays
+            while (player.poll() is None or time.monotonic() < played_until) and time.monotonic() < deadline:
                 stream.check()
                 time.sleep(0.05)
             time.sleep(tail)
