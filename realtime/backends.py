@@ -43,9 +43,10 @@ STALL_SECONDS = 2.0
 
 #: How often a stream whose driver thread died is restarted before giving up.
 MAX_RESTARTS = 3
-#: Seconds without a new xrun after which a duplex stream is restarted to win its delay back
+#: Seconds without a new xrun after which a duplex stream may be restarted to win its delay back
 #: (an xrun leaves PulseAudio's round trip longer for the rest of a run; measured: 34 ms → 233 ms
-#: after two 80 ms stalls, back to 34-41 ms with a restart costing 30-55 ms of audio each).
+#: after two 80 ms stalls, back to 34-41 ms with a restart costing 30-55 ms of audio each). Off by
+#: default: on a saturated machine PortAudio's ALSA path has played garbage right after a restart.
 RESYNC_QUIET_S = 0.3
 #: Least time between two such restarts, and how long xruns right after one are not counted
 #: (starting a stream can underflow once).
@@ -310,7 +311,7 @@ class LiveStream:
     def __init__(self, host: Host, samplerate: int, blocksize: int | None, channels: int) -> None:
         self.host = host
         #: quiet seconds after an xrun before a delay-resetting restart; None or 0 = never
-        self.resync_after: float | None = RESYNC_QUIET_S
+        self.resync_after: float | None = None
         self.resyncs = 0
         self._xruns_seen = 0
         self._last_xrun_at: float | None = None
@@ -810,12 +811,12 @@ def run_array(host: Host, x: np.ndarray, blocksize: int | None = 256, flush: boo
 
 def open_stream(host: Host, backend: str = "sounddevice", input: str | int | None = None,
                 output: str | int | None = None, samplerate: int = 48_000, blocksize: int | None = None,
-                latency: str | float = "low", resync_after: float | None = RESYNC_QUIET_S) -> LiveStream:
+                latency: str | float = "low", resync_after: float | None = None) -> LiveStream:
     """Open a duplex device stream that runs ``host`` (not started yet).
 
     ``resync_after``: restart the stream after an xrun once that many seconds
     pass without another, which resets the round trip the xrun lengthened
-    (``None`` or 0: never).
+    (``None`` or 0: never, the default; ``RESYNC_QUIET_S`` is a good value).
     """
     if resync_after is not None and not 0.0 <= resync_after <= 60.0:
         raise DeviceError(f"resync_after {resync_after!r} s is outside 0..60 s")

@@ -328,9 +328,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--mix", default="vocals", help="vocals | karaoke | instrumental | mixture | 'VOCALS_DB,INSTR_DB'")
     p.add_argument("--blocksize", type=int, default=256, help="frames per callback (0 = variable; default 256)")
     p.add_argument("--latency", choices=("low", "high"), default="low", help="device buffering")
-    p.add_argument("--resync", type=float, default=0.3, metavar="S",
-                   help="after an xrun, restart the stream once S seconds pass without another: this wins back "
-                        "the delay an underflow adds (a 30-55 ms gap each time); 0 = never (default 0.3)")
+    p.add_argument("--resync", type=float, default=0.0, metavar="S",
+                   help="after an xrun, restart the stream once S seconds pass without another (0.3 is good): "
+                        "wins back the delay an underflow adds, at a 30-55 ms gap each time; 0 = never (default)")
     p.add_argument("--backend", choices=(*backends, "file"), default="sounddevice")
     p.add_argument("--samplerate", type=int, default=None, help="device rate (default: the model's rate)")
     p.add_argument("--channels", type=int, default=1)
