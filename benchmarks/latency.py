@@ -104,6 +104,16 @@ def compute(model: str, seconds: float = 20.0, channels: int = 1) -> dict:
 
 
 def end_to_end(server, model: str, backend: str, block: int) -> dict:
+    """One chirp measurement; a stream the driver kills (gave up restarting) is a row with its error."""
+    from deepiso.realtime.backends import DeviceError
+
+    try:
+        return _end_to_end(server, model, backend, block)
+    except DeviceError as exc:
+        return {"backend": backend, "block": block, "chirps_found": 0, "measured_ms": [], "error": str(exc)}
+
+
+def _end_to_end(server, model: str, backend: str, block: int) -> dict:
     from deepiso.realtime.backends import open_stream
     from deepiso.realtime.virtual_device import PULSE_RATE, chirp_lags, chirp_signal
 
