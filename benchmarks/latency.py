@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nend-to-end through PulseAudio (ms)")
         print(f"  {'backend':>11} {'block':>6} {'measured':>22} {'algorithmic':>11} {'bound':>7} {'xruns':>5}")
         for r in result["end_to_end"]:
+            if "error" in r:
+                print(f"  {r['backend']:>11} {r['block']:>6} {'failed':>22}  {r['error']}")
+                continue
             measured = ",".join(f"{m:.1f}" for m in r["measured_ms"]) or "lost"
             print(f"  {r['backend']:>11} {r['block']:>6} {measured:>22} {r['algorithmic_ms']:>11.1f} "
                   f"{r['bound_ms']:>7.1f} {r['xruns']:>5}")
