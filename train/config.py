@@ -82,6 +82,13 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     max_steps_per_epoch: int = 0  # 0: the whole epoch
+    # learning rate over the run: "constant", or "cosine" (from lr down to min_lr at the last step)
+    schedule: str = "constant"
+    min_lr: float = 0.0
+    warmup_steps: int = 0  # linear ramp from 0 to lr over the first steps (either schedule)
+    # weights to start a fresh run from: a deepiso checkpoint (.pt) or an exported model (.onnx, int8
+    # dequantised; a shipped name works too); the network must be the configuration's. Ignored on resume.
+    init_from: str = ""
 
 
 @dataclass

@@ -39,8 +39,8 @@ from deepiso.realtime.frame import FrameSpec
 
 from . import datasets as ds
 from .augment import AWGN, Augment, ChannelSwap, RandomGain, Remix
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .config import ConfigError, OptimConfig, TrainConfig
 from .features import Frontend, features, from_features
 from .losses import LossWeights, combined_loss, si_sdr
 from .model import IsolatorNet, ModelConfig, build_model, get_config
@@ -324,6 +324,63 @@ def _batches(indices: list[int], batch_size: int, steps: int, start: int) -> lis
     return [indices[s * batch_size : (s + 1) * batch_size] for s in range(start, steps)]
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    """Refuse a learning-rate schedule that cannot run, naming the field."""
+    o = cfg.optim
+    if o.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule {o.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        raise ConfigError(f"optim.lr must be a positive number, got {o.lr}")
+    if not (math.isfinite(o.min_lr) and 0 <= o.min_lr <= o.lr):
+        raise ConfigError(f"optim.min_lr must lie in 0..optim.lr ({o.lr}), got {o.min_lr}")
+    if o.warmup_steps < 0:
+        raise ConfigError(f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
+
+
+def learning_rate(o: OptimConfig, step: int, total_steps: int) -> float:
+    """The rate of optimiser step ``step`` (0-based, counted over the whole run) of ``total_steps``.
+
+    ``constant``: ``lr``; ``cosine``: half a cosine from ``lr`` at step 0 to
+    ``min_lr`` at the last step (and after it). A warm-up ramps linearly from
+    ``lr / warmup_steps`` to the scheduled rate over the first ``warmup_steps``.
+    It depends on the step alone, so a resumed run follows the same curve.
+    """
+    rate = o.lr
+    if o.schedule == "cosine":
+        last = max(total_steps - 1, 1)
+        rate = o.min_lr + (o.lr - o.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(step, last) / last))
+    if o.warmup_steps and step < o.warmup_steps:
+        rate *= (step + 1) / o.warmup_steps
+    return rate
+
+
+def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this network."""
+    if source.endswith(".pt"):
+        try:
+            net, _ = load_checkpoint(source)
+        except CheckpointError as exc:
+            raise ConfigError(f"optim.init_from: {exc}") from None
+    else:
+        from deepiso.realtime.onnx_model import ModelError
+
+        from .onnx_import import OnnxImportError, import_onnx
+
+        try:
+            net, _ = import_onnx(source)
+        except (ModelError, OnnxImportError) as exc:
+            raise ConfigError(f"optim.init_from: {exc}") from None
+    if net.spec.to_dict() != spec.to_dict() or net.cfg.to_dict() != mcfg.to_dict():
+        diff = sorted(k for k, v in {**net.spec.to_dict(), **net.cfg.to_dict()}.items()
+                      if {**spec.to_dict(), **mcfg.to_dict()}.get(k) != v)
+        raise ConfigError(f"optim.init_from: {source} is another network than this configuration's "
+                          f"(differs in {', '.join(diff) or 'its layout'})")
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
 def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Run (or resume) the training described by ``cfg``; returns a summary dict.
 
@@ -354,11 +411,17 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     augment = build_augment(cfg).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
+    check_schedule(cfg)
     position = {"epoch": 0, "step": 0, "global_step": 0}
     history: list[dict] = []
     best = {"val_loss": math.inf, "epoch": -1}
     last = out / "last.pt"
-    if last.exists() and not restart:
+    resuming = last.exists() and not restart
+    if cfg.optim.init_from and not resuming:
+        net.load_state_dict(initial_weights(cfg.optim.init_from, spec, mcfg))
+        if d.main:
+            print(f"starting from the weights of {cfg.optim.init_from}", file=sys.stderr)
+    if resuming:
         payload = read_checkpoint(last)
         extra = payload.get("extra") or {}
         if "optimizer" not in extra or "position" not in extra:
@@ -410,6 +473,7 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     if steps_per_epoch < 1:
         raise ConfigError(f"data.train_items {cfg.data.train_items} gives no full batch of "
                           f"{cfg.optim.batch_size} per process ({d.world} processes)")
+    total_steps = steps_per_epoch * cfg.optim.epochs
     valid_idx = list(range(d.rank, len(valid_ds), d.world))
     valid_loader = DataLoader(valid_ds, batch_sampler=_batches(valid_idx, cfg.optim.batch_size,
                                                                -(-len(valid_idx) // cfg.optim.batch_size), 0),
@@ -444,6 +508,9 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
                 res.loss.backward()
                 if cfg.optim.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+                rate = learning_rate(cfg.optim, position["global_step"], total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
                 optimizer.step()
                 loss_value = float(res.loss.detach())
                 if not math.isfinite(loss_value):
@@ -458,6 +525,7 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 if writer is not None and position["global_step"] % max(cfg.log_every, 1) == 0:
                     writer.add_scalar("train/loss", loss_value, position["global_step"])
+                    writer.add_scalar("train/lr", rate, position["global_step"])
                     for k, v in res.parts.items():
                         writer.add_scalar(f"train/{k}", v, position["global_step"])
                 if cfg.checkpoint_every and position["global_step"] % cfg.checkpoint_every == 0 \
