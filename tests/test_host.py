@@ -87,6 +87,32 @@ def test_every_output_kind_streams_like_offline(output, future):
     np.testing.assert_allclose(out[lat:], reference[: x.shape[0] - lat], atol=1e-4, rtol=0)
 
 
+def test_after_digital_silence_the_model_starts_afresh():
+    """Silence in, silence out, and the signal after it is isolated exactly as at the start of a stream."""
+    model = load_model("tiny-test", batch=1)
+    spec = model.spec
+    sig = _signal(8_000, 1, spec.sample_rate, seed=7)
+    gap = 40 * spec.hop  # whole hops, longer than a context: the rings hold only zeros at the onset
+    x = np.concatenate([np.zeros((gap, 1), np.float32), sig, np.zeros((gap, 1), np.float32), sig])
+    host = Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1, max_block=1024)
+    lat = host.latency_samples
+    out = _random_blocks(host, x, seed=4)
+    ref = _offline_vocals(model, spec, sig)
+    n = sig.shape[0] - lat
+    assert np.all(out[: gap - spec.n_fft] == 0.0)  # before the first frame that holds the onset
+    np.testing.assert_allclose(out[gap + lat : gap + lat + n], ref[:n], atol=1e-4, rtol=0)
+    # The second onset follows a signal: without the reset the state it left would change this part.
+    second = 2 * gap + sig.shape[0]
+    np.testing.assert_allclose(out[second + lat : second + lat + n], ref[:n], atol=1e-4, rtol=0)
+    # A quiet signal is no silence: -60 dBFS noise goes through the model from its first frame.
+    quiet = (1e-3 * np.random.default_rng(2).standard_normal((4_000, 1))).astype(np.float32)
+    host = Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1, max_block=1024)
+    out = _random_blocks(host, quiet, seed=5)
+    ref = _offline_vocals(model, spec, quiet)
+    np.testing.assert_allclose(out[lat:], ref[: quiet.shape[0] - lat], atol=1e-6, rtol=0)
+    assert np.abs(out[lat:]).max() > 0
+
+
 def test_fixed_block_size_lowers_latency_and_stays_exact():
     model = load_model("tiny-test", batch=1)
     spec = model.spec

@@ -103,6 +103,26 @@ def _instrumental(mix, voc, ring, pos, inst):  # pragma: no cover - compiled
 ModelLoader = Callable[..., Any]
 
 
+@numba.njit(cache=True, nogil=True)
+def _max_energy(x):  # pragma: no cover - compiled
+    """The largest sum of squares over the rows of ``x`` (NaN if any value is NaN)."""
+    best = 0.0
+    for c in range(x.shape[0]):
+        s = 0.0
+        for i in range(x.shape[1]):
+            s += x[c, i] * x[c, i]
+        if s > best or s != s:
+            best = s
+    return best
+
+
+#: A context (every awareness frame, every channel) quieter than this is silence: the model is not run,
+#: the frame is silent and the LSTM state returns to its initial zeros, the state every training
+#: segment starts from. (Fed digital silence, the network's state drifts to where it stays nearly blind
+#: for many seconds after the signal starts; the noise of 16-bit silence sits near -101 dBFS.)
+SILENCE_DBFS = -100.0
+
+
 def _default_loader(source: str | os.PathLike, batch: int = 1) -> Any:
     from ..onnx_model import ModelError, load_model
 
@@ -147,6 +167,8 @@ class Isolator(Plugin):
         self.spec: FrameSpec = spec
         self.native_rate = spec.sample_rate
         self.model_faults = 0
+        self._silent = True
+        self._silence = 0.0
         self.stream: dsp.SpectralStream | None = None
         self._n = 0
 
@@ -173,10 +195,21 @@ class Isolator(Plugin):
         self._ring = np.zeros((channels, self.latency_samples), np.float32)
         self._pos = np.zeros(1, np.int64)
         self._kind = spec.output
+        # sum of squares of a whole context of white noise at SILENCE_DBFS: each real or imaginary part
+        # of a bin has mean square sigma^2 * sum(analysis window^2) / 2
+        window = dsp.analysis_window(spec.window, spec.n_fft).astype(np.float64)
+        self._silence = float(10 ** (SILENCE_DBFS / 10) * np.sum(window**2) / 2 * spec.input_size)
         self._n = 0
         self.reset()
 
     def _frame(self, context: np.ndarray, out_ri: np.ndarray) -> None:
+        if _max_energy(self._features) <= self._silence:
+            out_ri.fill(0.0)
+            if not self._silent:
+                self.model.reset()
+                self._silent = True
+            return
+        self._silent = False
         y = self.model.step(self._features)
         if self._kind == "spectrum":
             bad = _copy_checked(y, out_ri)
@@ -207,6 +240,7 @@ class Isolator(Plugin):
             self._ring.fill(0.0)
             self._pos[0] = 0
         self.model.reset()
+        self._silent = True
 
     def describe(self) -> str:
         s = self.spec
