@@ -64,6 +64,7 @@ from peers import PeerUnavailable, System, downmix  # noqa: E402
 from deepiso.realtime import dsp  # noqa: E402
 from deepiso.realtime.audio_io import resample  # noqa: E402
 from deepiso.realtime.frame import FrameSpec  # noqa: E402
+from deepiso.realtime.plugins.isolator import silent_contexts  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPS = 1e-12
@@ -253,13 +254,20 @@ class ModelSystem(System):
 
     def _vocal_frames(self, frames: np.ndarray) -> np.ndarray:
         spec = self.spec
-        ctx = dsp.awareness(dsp.features(frames), spec.past_frames, spec.future_frames)[None]  # (1, T, input)
-        if self._step is not None:
-            self._step.reset()
-            y = self._step.run_sequence(np.ascontiguousarray(ctx, np.float32))[0]
-        else:
-            with self._torch.inference_mode():
-                y = self._torch_model(self._torch.from_numpy(np.ascontiguousarray(ctx, np.float32)))[0][0].numpy()
+        ctx = np.ascontiguousarray(dsp.awareness(dsp.features(frames), spec.past_frames, spec.future_frames)[None],
+                                   np.float32)  # (1, T, input)
+        # As the engine's isolator: silent contexts give no voice, and the model restarts after them.
+        silent = silent_contexts(ctx, spec)
+        y = np.zeros((ctx.shape[1], spec.output_size), np.float32)
+        edges = np.flatnonzero(np.diff(np.concatenate([[True], silent, [True]]).astype(np.int8)))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):  # runs of frames that are not silent
+            run = ctx[:, start:stop]
+            if self._step is not None:
+                self._step.reset()
+                y[start:stop] = self._step.run_sequence(run)[0]
+            else:
+                with self._torch.inference_mode():
+                    y[start:stop] = self._torch_model(self._torch.from_numpy(run))[0][0].numpy()
         if spec.output == "spectrum":
             return dsp.from_features(y)
         if spec.output == "ratio_mask":

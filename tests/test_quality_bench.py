@@ -367,3 +367,25 @@ def test_two_models_of_the_same_name_get_separate_rows(items, tmp_path):
     data = json.loads(out.read_text())
     assert set(data["summary"]) == {"mixture", "deepiso:tiny-test", "deepiso:tiny-test@other"}
     assert len(data["rows"]) == 3
+
+
+def test_our_model_is_scored_as_the_engine_runs_it_across_digital_silence():
+    """The benchmark's offline path applies the isolator's silence rule: same output as the streaming host."""
+    from deepiso.realtime.backends import run_array
+    from deepiso.realtime.host import Host
+    from deepiso.realtime.plugins.isolator import Isolator
+
+    system = quality.ModelSystem("tiny-test")
+    system.load()
+    spec = system.spec
+    rng = np.random.default_rng(11)
+    t = np.arange(6_000) / spec.sample_rate
+    sig = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    gap = np.zeros(40 * spec.hop, np.float32)
+    x = np.concatenate([gap, sig, gap, sig, gap[:1000]])
+    offline = system.separate(x[None, :], spec.sample_rate)
+    host = Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1, block_size=spec.hop)
+    live = run_array(host, x[:, None], blocksize=spec.hop, flush=True)[:, 0]
+    valid = x.size - host.latency_samples
+    assert np.abs(offline[:valid]).max() > 1e-3
+    np.testing.assert_allclose(offline[:valid], live[:valid], atol=1e-4, rtol=0)

@@ -123,6 +123,26 @@ def _max_energy(x):  # pragma: no cover - compiled
 SILENCE_DBFS = -100.0
 
 
+def silence_energy(spec: FrameSpec) -> float:
+    """Sum of squares of a whole awareness context of white noise at :data:`SILENCE_DBFS`.
+
+    Each real or imaginary part of a bin has mean square ``sigma^2 * sum(analysis window^2) / 2``.
+    """
+    window = dsp.analysis_window(spec.window, spec.n_fft).astype(np.float64)
+    return float(10 ** (SILENCE_DBFS / 10) * np.sum(window**2) / 2 * spec.input_size)
+
+
+def silent_contexts(contexts: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """Which rows of ``contexts`` ``(C, T, input_size)`` the isolator treats as silence: ``(T,)`` bool.
+
+    A row is silent when it is at or below :func:`silence_energy` on every channel, the rule the
+    streaming isolator applies; offline paths use it to run the model exactly as the engine does
+    (silent rows give zero output, and the model restarts from its initial state after them).
+    """
+    energy = np.einsum("cti,cti->ct", contexts, contexts, dtype=np.float64)
+    return np.all(energy <= silence_energy(spec), axis=0)
+
+
 def _default_loader(source: str | os.PathLike, batch: int = 1) -> Any:
     from ..onnx_model import ModelError, load_model
 
@@ -195,10 +215,7 @@ class Isolator(Plugin):
         self._ring = np.zeros((channels, self.latency_samples), np.float32)
         self._pos = np.zeros(1, np.int64)
         self._kind = spec.output
-        # sum of squares of a whole context of white noise at SILENCE_DBFS: each real or imaginary part
-        # of a bin has mean square sigma^2 * sum(analysis window^2) / 2
-        window = dsp.analysis_window(spec.window, spec.n_fft).astype(np.float64)
-        self._silence = float(10 ** (SILENCE_DBFS / 10) * np.sum(window**2) / 2 * spec.input_size)
+        self._silence = silence_energy(spec)
         self._n = 0
         self.reset()
 
