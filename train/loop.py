@@ -388,6 +388,7 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     ``stop_after_steps``: return after that many optimiser steps of this call
     (used by benchmarks; a checkpoint is written first).
     """
+    check_schedule(cfg)  # before any data is read or process group joined
     device_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
         else "cpu"
     d = init_distributed(device_kind)
@@ -411,7 +412,6 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     augment = build_augment(cfg).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
-    check_schedule(cfg)
     position = {"epoch": 0, "step": 0, "global_step": 0}
     history: list[dict] = []
     best = {"val_loss": math.inf, "epoch": -1}
