@@ -206,6 +206,41 @@ def test_corpus_manifest(tmp_path):
         ds.manifest_sources(tmp_path / "voice")
 
 
+def test_quiet_stretches_are_voice_free_and_at_the_drawn_level_in_training_only(tmp_path):
+    root = T.make_manifest_corpus(tmp_path, rate=16_000)
+    files = ds.manifest_sources(root)
+    rate, n = 16_000, 16_000
+    common = {"rate": rate, "samples": n, "items": 24, "seed": 3, "loopback": 0.2,
+              "quiet_seconds": (0.1, 0.5), "quiet_level_db": (-90.0, -60.0)}
+    quiet = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=1.0, **common)
+    plain = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=0.0, **common)
+    valid = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=1.0, train=False, **common)
+    valid_plain = ds.SourceMixDataset([f for f in files if f.split == "train"], train=False, **common)
+    starts = 0
+    for i in range(24):
+        mix, voc = quiet[i]["mixture"].numpy()[0], quiet[i]["vocals"].numpy()[0]
+        p_mix, p_voc = plain[i]["mixture"].numpy()[0], plain[i]["vocals"].numpy()[0]
+        changed = np.flatnonzero(mix != p_mix)  # the stretch; the rest of the item is untouched
+        part = slice(changed[0], changed[-1] + 1)
+        assert 0.1 * rate - 2 <= changed[-1] + 1 - changed[0] <= 0.5 * rate, i  # one stretch of the drawn length
+        assert not voc[part].any() and np.array_equal(np.delete(voc, np.r_[part]), np.delete(p_voc, np.r_[part]))
+        level = 10 * np.log10(np.mean(mix[part].astype(np.float64) ** 2))
+        assert -90.01 < level < -59.99, (i, level)
+        background = (p_mix - p_voc)[part]
+        if np.abs(background).max() > 0:  # the item's own background, turned down
+            assert abs(np.corrcoef(mix[part], background)[0, 1]) > 0.999, i
+        starts += changed[0] == 0
+        assert np.array_equal(valid[i]["mixture"].numpy(), valid_plain[i]["mixture"].numpy())  # never in validation
+    assert 3 <= starts <= 21  # at the start half the time, elsewhere otherwise
+    for bad, match in [({"quiet": 1.5}, "quiet must be a probability"),
+                       ({"quiet_seconds": (0.0, 1.0)}, "quiet_seconds must be"),
+                       ({"quiet_seconds": (2.0, 1.0)}, "quiet_seconds must be"),
+                       ({"quiet_level_db": (-40.0, -60.0)}, "quiet_level_db must be"),
+                       ({"quiet_level_db": (-10.0, 3.0)}, "quiet_level_db must be")]:
+        with pytest.raises(ds.DatasetError, match=match):
+            ds.SourceMixDataset(files, **{**common, **bad})
+
+
 def _high_band_share(x: np.ndarray, rate: int, above: float) -> float:
     spec = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2  # windowed: no leakage from the low band
     freqs = np.fft.rfftfreq(x.size, 1 / rate)

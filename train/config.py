@@ -48,6 +48,11 @@ class DataConfig:
     voice_fill: list[float] = field(default_factory=lambda: [0.5, 1.0])
     # probability that a training item's background is band-limited to its voice's bandwidth
     band_match: float = 0.0
+    # probability that a training item gets a voice-free stretch with the background turned down to
+    # quiet_level_db dBFS (a muted microphone, a pause in the music: the state must recover from it)
+    quiet: float = 0.0
+    quiet_seconds: list[float] = field(default_factory=lambda: [0.25, 2.0])
+    quiet_level_db: list[float] = field(default_factory=lambda: [-100.0, -50.0])
     # training-split sampling weight multipliers by corpus source name (e.g. {"mma-midi": 0.3})
     source_weights: dict[str, float] = field(default_factory=dict)
     num_workers: int = 0

@@ -612,13 +612,23 @@ class SourceMixDataset(EpochDataset):
     :class:`TrackSegments`. Files at the mixing rate are read in part (only
     the frames an item uses); others are decoded whole and cached per process
     (``cache_mb``). Both ways give the same items.
+
+    With probability ``quiet`` a training item gets a quiet stretch of
+    ``quiet_seconds`` (at the start of the item half the time, anywhere
+    otherwise): no voice, and the background turned down to
+    ``quiet_level_db`` dBFS RMS (white noise at that level if the item has no
+    background). Live input has such stretches (a muted microphone, a pause
+    in the music) and the recurrent state must come out of them ready for the
+    voice that follows; without them every item is loud from its first frame.
     """
 
     def __init__(self, files: Sequence[SourceFile], rate: int, samples: int, items: int, channels: int = 1,
                  seed: int = 0, train: bool = True, snr_db: tuple[float, float] = (-5.0, 10.0),
                  level_db: tuple[float, float] = (-35.0, -15.0), loopback: float = 0.1,
                  voice_fill: tuple[float, float] = (0.5, 1.0), cache_mb: float = 512.0,
-                 band_match: float = 0.0, partial_reads: bool = True) -> None:
+                 band_match: float = 0.0, partial_reads: bool = True, quiet: float = 0.0,
+                 quiet_seconds: tuple[float, float] = (0.25, 2.0),
+                 quiet_level_db: tuple[float, float] = (-100.0, -50.0)) -> None:
         super().__init__(seed, items, train)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
@@ -634,6 +644,14 @@ class SourceMixDataset(EpochDataset):
         if not 0.0 <= band_match <= 1.0:
             raise DatasetError(f"band_match must be a probability in [0, 1], got {band_match}")
         self.band_match = band_match
+        if not 0.0 <= quiet <= 1.0:
+            raise DatasetError(f"quiet must be a probability in [0, 1], got {quiet}")
+        if len(quiet_seconds) != 2 or not 0 < quiet_seconds[0] <= quiet_seconds[1]:
+            raise DatasetError(f"quiet_seconds must be [low, high] with 0 < low <= high, got {list(quiet_seconds)}")
+        if len(quiet_level_db) != 2 or not quiet_level_db[0] <= quiet_level_db[1] < 0:
+            raise DatasetError(f"quiet_level_db must be [low, high] dBFS with low <= high < 0, "
+                               f"got {list(quiet_level_db)}")
+        self.quiet, self.quiet_seconds, self.quiet_level_db = quiet, tuple(quiet_seconds), tuple(quiet_level_db)
         self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._cached = 0
@@ -745,5 +763,21 @@ class SourceMixDataset(EpochDataset):
         peak = float(np.abs(mix).max()) * gain
         if peak > 0.99:  # never clip: the model must not learn clipping as part of the voice
             gain *= 0.99 / peak
-        return {"mixture": torch.from_numpy((mix * gain).astype(np.float32)),
-                "vocals": torch.from_numpy((voice * gain).astype(np.float32))}
+        mix, voice = (mix * gain).astype(np.float32), (voice * gain).astype(np.float32)
+        if self.train and self.quiet > 0 and float(rng.uniform()) < self.quiet:
+            self._quiet_stretch(mix, voice, rng)
+        return {"mixture": torch.from_numpy(mix), "vocals": torch.from_numpy(voice)}
+
+    def _quiet_stretch(self, mix: np.ndarray, voice: np.ndarray, rng: np.random.Generator) -> None:
+        """Make a random stretch of the item voice-free and quiet, in place (see the class notes)."""
+        n = mix.shape[1]
+        length = min(n, max(1, int(float(rng.uniform(*self.quiet_seconds)) * self.rate)))
+        start = 0 if float(rng.uniform()) < 0.5 else int(rng.integers(0, n - length + 1))
+        level = 10 ** (float(rng.uniform(*self.quiet_level_db)) / 20)
+        part = slice(start, start + length)
+        bg = mix[:, part] - voice[:, part]
+        rms = float(np.sqrt(np.mean(bg.astype(np.float64) ** 2)))
+        if rms < 1e-9:
+            bg, rms = rng.standard_normal(bg.shape).astype(np.float32), 1.0
+        mix[:, part] = bg * np.float32(level / rms)
+        voice[:, part] = 0.0

@@ -122,7 +122,9 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
         mix = {"snr_db": tuple(d.snr_db), "level_db": tuple(d.level_db), "voice_fill": tuple(d.voice_fill)}
         try:
             train_ds = ds.SourceMixDataset(train_files, items=d.train_items, train=True,
-                                           loopback=cfg.augment.loopback, band_match=d.band_match, **mix, **common)
+                                           loopback=cfg.augment.loopback, band_match=d.band_match, quiet=d.quiet,
+                                           quiet_seconds=tuple(d.quiet_seconds),
+                                           quiet_level_db=tuple(d.quiet_level_db), **mix, **common)
             # Loopback is a training augmentation: validation measures the real task
             # (a silent-accompaniment item would score an SI-SDR of the mixture near +inf).
             valid_ds = ds.SourceMixDataset(valid_files, items=d.valid_items, train=False,
