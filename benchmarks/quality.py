@@ -360,10 +360,30 @@ class MixtureSystem(System):
 # Running
 
 
-def run_system(system: System, item: evalset.Item) -> tuple[np.ndarray, float, float]:
-    """``(estimate (n,) at the item's rate, cpu_seconds, wall_seconds)`` of one system on one item."""
+def lead_in(item: evalset.Item, seconds: float, level_db: float, seed: int = 0) -> np.ndarray:
+    """``(channels, n)`` of white noise at ``level_db`` dBFS RMS to play before ``item`` (a quiet room, a
+    muted microphone's hiss); the same noise for every system, drawn from the item's name."""
+    n = int(round(seconds * item.rate))
+    if n <= 0:
+        return np.zeros((item.mixture.shape[0], 0), np.float32)
+    rng = np.random.default_rng([seed, *item.name.encode()])
+    return (rng.standard_normal((item.mixture.shape[0], n)) * 10 ** (level_db / 20)).astype(np.float32)
+
+
+def run_system(system: System, item: evalset.Item,
+               lead: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
+    """``(estimate (n,) at the item's rate, cpu_seconds, wall_seconds)`` of one system on one item.
+
+    ``lead`` (``(channels, m)`` at the item's rate, no voice in it) is played before the item; the
+    system runs on both, and the estimate is the part that lines up with the item.
+    """
     rate = system.rate or item.rate
     mix, voc = item.mixture, item.vocals
+    skip = 0
+    if lead is not None and lead.shape[-1]:
+        skip = lead.shape[-1]
+        mix = np.concatenate([lead.astype(mix.dtype), mix], axis=-1)
+        voc = np.concatenate([np.zeros_like(lead, dtype=voc.dtype), voc], axis=-1)
     if rate != item.rate:
         mix = resample(mix.T, item.rate, rate).T
         voc = resample(voc.T, item.rate, rate).T
@@ -376,6 +396,7 @@ def run_system(system: System, item: evalset.Item) -> tuple[np.ndarray, float, f
     if rate != item.rate:
         est = resample(est[:, None], rate, item.rate)[:, 0]
     n = item.mixture.shape[-1]
+    est = est[skip:]
     est = np.pad(est[:n], (0, max(0, n - est.shape[0])))
     if not np.isfinite(est).all():
         raise RuntimeError(f"{system.name} returned NaN/Inf on {item.name}")
@@ -601,6 +622,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sy.add_argument("--no-ica", action="store_true")
     sy.add_argument("--no-oracle", action="store_true")
     out = parser.add_argument_group("output")
+    src.add_argument("--lead-in", type=float, default=0.0, metavar="SECONDS",
+                     help="play this much quiet noise before every item (scored: the item only)")
+    src.add_argument("--lead-in-db", type=float, default=-70.0, metavar="DBFS",
+                     help="level of the lead-in noise, dBFS RMS")
     out.add_argument("--sdr", default="museval", choices=["museval", "fast", "none"])
     out.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     out.add_argument("--plots", type=Path, default=None, help="folder for PNGs (default: beside --out)")
@@ -636,9 +661,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for i, it in enumerate(items):
         for s in systems:
-            est, cpu, wall = run_system(s, it)
+            est, cpu, wall = run_system(s, it, lead_in(it, args.lead_in, args.lead_in_db, args.seed))
             row = {"item": it.name, "system": s.name, "category": it.category, "snr_db": it.meta.get("snr_db"),
-                   "seconds": it.seconds, "cpu_s": cpu, "wall_s": wall, **score(est, it, sdr_method)}
+                   "seconds": it.seconds + args.lead_in, "cpu_s": cpu, "wall_s": wall, **score(est, it, sdr_method)}
             rows.append(row)
             if it.name in kept and s.kind != "reference":
                 kept[it.name][s.name] = est
@@ -658,7 +683,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "quality of the vocal estimate: deepiso vs peers, baseline and oracles on the same items",
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "set": {**how, "items": len(items), "categories": sorted({it.category for it in items}),
+        "set": {**how, "items": len(items), "lead_in": {"seconds": args.lead_in, "level_dbfs": args.lead_in_db}, "categories": sorted({it.category for it in items}),
                 "rate": sorted({it.rate for it in items})},
         "metrics": {
             "si_sdr": "dB, zero-mean scale-invariant SDR of the mono vocal estimate",

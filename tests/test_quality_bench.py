@@ -86,6 +86,44 @@ def test_oracle_masks_beat_the_mixture(items):
             assert got["residual_db"] is not None and got["residual_db"] < -30.0
 
 
+def test_a_lead_in_is_played_first_and_only_the_item_is_scored(items):
+    it = items[0]
+    lead = quality.lead_in(it, 0.5, -70.0)
+    assert lead.shape == (it.mixture.shape[0], RATE // 2)
+    assert 10 * np.log10(np.mean(lead.astype(np.float64) ** 2)) == pytest.approx(-70.0, abs=0.2)
+    assert np.array_equal(lead, quality.lead_in(it, 0.5, -70.0))  # the same noise for every system
+    assert not np.array_equal(lead, quality.lead_in(items[1], 0.5, -70.0))
+    assert quality.lead_in(it, 0.0, -70.0).shape == (it.mixture.shape[0], 0)
+
+    class Resampled(quality.MixtureSystem):
+        rate = 24_000  # runs at another rate: the lead is resampled with the item and cut after
+
+    class Seen(quality.MixtureSystem):
+        def separate(self, mixture, rate, truth=None):
+            self.got = (mixture.copy(), None if truth is None else truth[0].copy())
+            return super().separate(mixture, rate, truth)
+
+    seen = Seen()
+    seen.needs_truth = True
+    est = quality.run_system(seen, it, lead)[0]
+    np.testing.assert_array_equal(est, quality.downmix(it.mixture))  # lined up with the item
+    assert seen.got[0].shape[-1] == it.mixture.shape[-1] + lead.shape[-1]
+    np.testing.assert_array_equal(seen.got[0][..., :lead.shape[-1]], lead)
+    assert not seen.got[1][..., :lead.shape[-1]].any()  # no voice in the lead-in
+    est = quality.run_system(Resampled(), it, lead)[0]
+    assert quality.si_sdr(est, quality.downmix(it.mixture)) > 25.0
+    # A system silent for its first second of input: the lead-in takes half of that second.
+    class SlowStart(quality.MixtureSystem):
+        def separate(self, mixture, rate, truth=None):
+            out = super().separate(mixture, rate, truth)
+            out[:rate] = 0.0
+            return out
+
+    est = quality.run_system(SlowStart(), it, lead)[0]
+    assert not est[: RATE // 2].any()
+    np.testing.assert_array_equal(est[RATE // 2:], quality.downmix(it.mixture)[RATE // 2:])
+
+
 def test_spectral_apply_identity_returns_the_input_aligned():
     spec = FrameSpec(sample_rate=RATE, n_fft=256, hop=64, past_frames=2, future_frames=1)
     x = np.random.default_rng(3).standard_normal(5000).astype(np.float32)
