@@ -212,7 +212,8 @@ def test_quiet_stretches_are_voice_free_and_at_the_drawn_level_in_training_only(
     rate, n = 16_000, 16_000
     common = {"rate": rate, "samples": n, "items": 24, "seed": 3, "loopback": 0.2,
               "quiet_seconds": (0.1, 0.5), "quiet_level_db": (-90.0, -60.0)}
-    quiet = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=1.0, **common)
+    quiet = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=1.0, quiet_hiss=0.0, **common)
+    hissing = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=1.0, quiet_hiss=1.0, **common)
     plain = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=0.0, **common)
     valid = ds.SourceMixDataset([f for f in files if f.split == "train"], quiet=1.0, train=False, **common)
     valid_plain = ds.SourceMixDataset([f for f in files if f.split == "train"], train=False, **common)
@@ -230,15 +231,34 @@ def test_quiet_stretches_are_voice_free_and_at_the_drawn_level_in_training_only(
         if np.abs(background).max() > 0:  # the item's own background, turned down
             assert abs(np.corrcoef(mix[part], background)[0, 1]) > 0.999, i
         starts += changed[0] == 0
+        h_mix = hissing[i]["mixture"].numpy()[0]  # the same stretch, hiss in it
+        assert np.array_equal(np.delete(h_mix, np.r_[part]), np.delete(p_mix, np.r_[part]))
+        assert 10 * np.log10(np.mean(h_mix[part].astype(np.float64) ** 2)) == pytest.approx(level, abs=0.01)
+        if np.abs(background).max() > 0:
+            assert abs(np.corrcoef(h_mix[part], background)[0, 1]) < 0.2, i  # hiss, not the background
         assert np.array_equal(valid[i]["mixture"].numpy(), valid_plain[i]["mixture"].numpy())  # never in validation
     assert 3 <= starts <= 21  # at the start half the time, elsewhere otherwise
     for bad, match in [({"quiet": 1.5}, "quiet must be a probability"),
                        ({"quiet_seconds": (0.0, 1.0)}, "quiet_seconds must be"),
                        ({"quiet_seconds": (2.0, 1.0)}, "quiet_seconds must be"),
                        ({"quiet_level_db": (-40.0, -60.0)}, "quiet_level_db must be"),
-                       ({"quiet_level_db": (-10.0, 3.0)}, "quiet_level_db must be")]:
+                       ({"quiet_level_db": (-10.0, 3.0)}, "quiet_level_db must be"),
+                       ({"quiet_hiss": -0.1}, "quiet_hiss must be a probability")]:
         with pytest.raises(ds.DatasetError, match=match):
             ds.SourceMixDataset(files, **{**common, **bad})
+
+
+@pytest.mark.parametrize("slope", [0.0, -1.0, -2.0])
+def test_hiss_has_the_asked_spectral_slope(slope):
+    x = ds.hiss(np.random.default_rng(4), (2, 1 << 16), slope)
+    assert x.shape == (2, 1 << 16) and x.dtype == np.float32
+    power = np.mean(np.abs(np.fft.rfft(x.astype(np.float64), axis=-1)) ** 2, axis=0)
+    f = np.arange(power.size)
+    bands = [(64, 128), (1024, 2048), (16384, 32768)]  # octaves
+    levels = [10 * np.log10(power[lo:hi].mean()) for lo, hi in bands]
+    per_octave = (levels[-1] - levels[0]) / (np.log2(bands[-1][0] / bands[0][0]))
+    assert per_octave == pytest.approx(10 * np.log10(2) * slope, abs=0.3)
+    assert not np.array_equal(x[0], x[1])
 
 
 def _high_band_share(x: np.ndarray, rate: int, above: float) -> float:

@@ -594,6 +594,19 @@ def band_limit(x: np.ndarray, rate: int, bandwidth: float) -> np.ndarray:
     return y if y.shape[1] == n else np.pad(y, ((0, 0), (0, n - y.shape[1])))
 
 
+def hiss(rng: np.random.Generator, shape: tuple[int, ...], slope: float) -> np.ndarray:
+    """Gaussian noise of ``shape`` (channels, n) whose power falls as ``f ** slope`` (0 white, -1 pink,
+    -2 brown), float32, unit-ish scale (callers set the level)."""
+    white = rng.standard_normal(shape)
+    if slope == 0.0 or shape[-1] < 2:
+        return white.astype(np.float32)
+    spectrum = np.fft.rfft(white, axis=-1)
+    f = np.arange(spectrum.shape[-1], dtype=np.float64)
+    f[0] = 1.0  # DC keeps its share, no division by zero
+    spectrum *= f ** (slope / 2)
+    return np.fft.irfft(spectrum, n=shape[-1], axis=-1).astype(np.float32)
+
+
 class SourceMixDataset(EpochDataset):
     """Voice over background, mixed on the fly.
 
@@ -616,8 +629,10 @@ class SourceMixDataset(EpochDataset):
     With probability ``quiet`` a training item gets a quiet stretch of
     ``quiet_seconds`` (at the start of the item half the time, anywhere
     otherwise): no voice, and the background turned down to
-    ``quiet_level_db`` dBFS RMS (white noise at that level if the item has no
-    background). Live input has such stretches (a muted microphone, a pause
+    ``quiet_level_db`` dBFS RMS; with probability ``quiet_hiss`` (and always
+    when the item has no background) the stretch is hiss instead, noise with a
+    random spectral slope from white to brown (:func:`hiss`), as a microphone
+    picks up in a quiet room. Live input has such stretches (a muted microphone, a pause
     in the music) and the recurrent state must come out of them ready for the
     voice that follows; without them every item is loud from its first frame.
     """
@@ -628,7 +643,7 @@ class SourceMixDataset(EpochDataset):
                  voice_fill: tuple[float, float] = (0.5, 1.0), cache_mb: float = 512.0,
                  band_match: float = 0.0, partial_reads: bool = True, quiet: float = 0.0,
                  quiet_seconds: tuple[float, float] = (0.25, 2.0),
-                 quiet_level_db: tuple[float, float] = (-100.0, -50.0)) -> None:
+                 quiet_level_db: tuple[float, float] = (-100.0, -50.0), quiet_hiss: float = 0.5) -> None:
         super().__init__(seed, items, train)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
@@ -651,7 +666,10 @@ class SourceMixDataset(EpochDataset):
         if len(quiet_level_db) != 2 or not quiet_level_db[0] <= quiet_level_db[1] < 0:
             raise DatasetError(f"quiet_level_db must be [low, high] dBFS with low <= high < 0, "
                                f"got {list(quiet_level_db)}")
+        if not 0.0 <= quiet_hiss <= 1.0:
+            raise DatasetError(f"quiet_hiss must be a probability in [0, 1], got {quiet_hiss}")
         self.quiet, self.quiet_seconds, self.quiet_level_db = quiet, tuple(quiet_seconds), tuple(quiet_level_db)
+        self.quiet_hiss = quiet_hiss
         self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._cached = 0
@@ -777,7 +795,8 @@ class SourceMixDataset(EpochDataset):
         part = slice(start, start + length)
         bg = mix[:, part] - voice[:, part]
         rms = float(np.sqrt(np.mean(bg.astype(np.float64) ** 2)))
-        if rms < 1e-9:
-            bg, rms = rng.standard_normal(bg.shape).astype(np.float32), 1.0
+        if float(rng.uniform()) < self.quiet_hiss or rms < 1e-9:
+            bg = hiss(rng, bg.shape, float(rng.uniform(-2.0, 0.0)))
+            rms = float(np.sqrt(np.mean(bg.astype(np.float64) ** 2))) + 1e-30
         mix[:, part] = bg * np.float32(level / rms)
         voice[:, part] = 0.0

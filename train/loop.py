@@ -124,7 +124,8 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
             train_ds = ds.SourceMixDataset(train_files, items=d.train_items, train=True,
                                            loopback=cfg.augment.loopback, band_match=d.band_match, quiet=d.quiet,
                                            quiet_seconds=tuple(d.quiet_seconds),
-                                           quiet_level_db=tuple(d.quiet_level_db), **mix, **common)
+                                           quiet_level_db=tuple(d.quiet_level_db), quiet_hiss=d.quiet_hiss,
+                                           **mix, **common)
             # Loopback is a training augmentation: validation measures the real task
             # (a silent-accompaniment item would score an SI-SDR of the mixture near +inf).
             valid_ds = ds.SourceMixDataset(valid_files, items=d.valid_items, train=False,
