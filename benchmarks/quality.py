@@ -64,7 +64,7 @@ from peers import PeerUnavailable, System, downmix  # noqa: E402
 from deepiso.realtime import dsp  # noqa: E402
 from deepiso.realtime.audio_io import resample  # noqa: E402
 from deepiso.realtime.frame import FrameSpec  # noqa: E402
-from deepiso.realtime.plugins.isolator import silent_contexts  # noqa: E402
+from deepiso.realtime.plugins.isolator import SILENCE_DBFS, check_floor, silent_contexts  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPS = 1e-12
@@ -219,9 +219,12 @@ class ModelSystem(System):
 
     kind = "ours"
 
-    def __init__(self, name_or_path: str, label: str | None = None) -> None:
+    def __init__(self, name_or_path: str, label: str | None = None, floor_dbfs: float = SILENCE_DBFS) -> None:
         self.source = name_or_path
+        self.floor_dbfs = check_floor(floor_dbfs)
         self.name = f"deepiso:{Path(name_or_path).stem if name_or_path.endswith(('.onnx', '.pt')) else name_or_path}"
+        if self.floor_dbfs != SILENCE_DBFS:
+            self.name += f"@floor{self.floor_dbfs:g}"
         self.label = label or f"deepiso {name_or_path}"
 
     def load(self) -> None:
@@ -257,7 +260,7 @@ class ModelSystem(System):
         ctx = np.ascontiguousarray(dsp.awareness(dsp.features(frames), spec.past_frames, spec.future_frames)[None],
                                    np.float32)  # (1, T, input)
         # As the engine's isolator: silent contexts give no voice, and the model restarts after them.
-        silent = silent_contexts(ctx, spec)
+        silent = silent_contexts(ctx, spec, self.floor_dbfs)
         y = np.zeros((ctx.shape[1], spec.output_size), np.float32)
         edges = np.flatnonzero(np.diff(np.concatenate([[True], silent, [True]]).astype(np.int8)))
         for start, stop in zip(edges[::2], edges[1::2], strict=True):  # runs of frames that are not silent
@@ -279,7 +282,8 @@ class ModelSystem(System):
         return spectral_apply(downmix(mixture), self.spec, self._vocal_frames)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "source": self.source, "frame_spec": self.spec.to_dict(),
+        return {**super().info(), "source": self.source, "floor_dbfs": self.floor_dbfs,
+                "frame_spec": self.spec.to_dict(),
                 "latency_ms": round(self.spec.latency_ms(self.spec.hop), 2)}
 
 
@@ -541,6 +545,8 @@ def plot_clip(item: evalset.Item, estimates: dict[str, np.ndarray], labels: dict
 def build_systems(args: argparse.Namespace) -> list[System]:
     systems: list[System] = [MixtureSystem()]
     systems += [ModelSystem(m) for m in args.model]
+    for floor in args.floor:
+        systems += [ModelSystem(m, label=f"deepiso {m}, floor {floor:g} dBFS", floor_dbfs=floor) for m in args.model]
     if not args.no_ica:
         systems.append(ICASystem())
     if args.peers != "none":
@@ -617,6 +623,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     src.add_argument("--musdb-seconds", type=float, default=None, help="keep only the first S seconds of each track")
     sy = parser.add_argument_group("systems")
     sy.add_argument("--model", action="append", default=[], help="our model: shipped name, .onnx or .pt (repeat)")
+    sy.add_argument("--floor", type=float, action="append", default=[], metavar="DBFS",
+                    help="also run each --model with this isolator input floor (repeat)")
     sy.add_argument("--openunmix", type=Path, help="Open-Unmix checkpoint (folder with vocals.json + vocals.pth)")
     sy.add_argument("--peers", default="all", help="all | none | comma list of peer names")
     sy.add_argument("--no-ica", action="store_true")
@@ -683,7 +691,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "quality of the vocal estimate: deepiso vs peers, baseline and oracles on the same items",
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "set": {**how, "items": len(items), "lead_in": {"seconds": args.lead_in, "level_dbfs": args.lead_in_db}, "categories": sorted({it.category for it in items}),
+        "set": {**how, "items": len(items), "lead_in": {"seconds": args.lead_in, "level_dbfs": args.lead_in_db},
+                "categories": sorted({it.category for it in items}),
                 "rate": sorted({it.rate for it in items})},
         "metrics": {
             "si_sdr": "dB, zero-mean scale-invariant SDR of the mono vocal estimate",

@@ -66,11 +66,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
 # live
 
 
-def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_db: float | None = None
-                ) -> tuple[list[Any], Any, Any, Any]:
+def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_db: float | None = None,
+                floor_db: float | None = None) -> tuple[list[Any], Any, Any, Any]:
     """``[input meter, isolator?, mix?, gate?, gain?, output meter]`` and (isolator, in meter, out meter).
 
-    ``model="none"`` gives a pass-through chain (no isolator).
+    ``model="none"`` gives a pass-through chain (no isolator). ``floor_db`` is the isolator's input
+    floor (:class:`~deepiso.realtime.plugins.isolator.Isolator`; ``None``: digital silence only).
     """
     from .plugins.basic import Gain, Gate, Meter, Mix
     from .plugins.isolator import Isolator
@@ -79,7 +80,8 @@ def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_
     chain: list[Any] = [meter_in]
     isolator = None
     if model != "none":
-        isolator = Isolator(model, channels=channels)
+        isolator = Isolator(model, channels=channels,
+                            **({} if floor_db is None else {"floor_dbfs": floor_db}))
         chain.append(isolator)
         chain.append(Mix.parse(mix))
     if gate_db is not None:
@@ -135,7 +137,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         _err("live", f"--resync {args.resync} is outside 0..60 seconds")
         return 2
     try:
-        chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate)
+        chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate,
+                                                           args.floor)
         rate = args.samplerate or (isolator.spec.sample_rate if isolator is not None else 48_000)
         host = Host(chain, rate, args.channels, max_block=max(args.blocksize or 0, 8192), block_size=args.blocksize)
     except PluginError as exc:
@@ -243,7 +246,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
         channels = x.shape[1]
         try:
             if isolator is None or isolator.channels != channels:
-                isolator = Isolator(args.model, channels=channels)
+                isolator = Isolator(args.model, channels=channels,
+                                    **({} if args.floor is None else {"floor_dbfs": args.floor}))
             model_rate = isolator.spec.sample_rate
             host = Host([isolator], model_rate, channels, max_block=args.blocksize, block_size=args.blocksize)
         except PluginError as exc:
@@ -336,6 +340,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--gain", type=float, default=0.0, help="output gain in dB")
     p.add_argument("--gate", type=float, default=None, help="noise gate threshold in dBFS (default: off)")
+    p.add_argument("--floor", type=float, default=None, metavar="DBFS",
+                   help="input floor in dBFS: quieter input is silence (model skipped, state restarted); "
+                        "set it just above the microphone's noise floor, e.g. -65 (default: digital silence only)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.add_argument("--fast", action="store_true", help="file backend: as fast as possible, not in real time")
@@ -348,6 +355,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-o", "--output-dir", required=True, help="stems go to DIR/NAME/{vocals,instrumental}.EXT")
     p.add_argument("--model", "-m", default="default")
     p.add_argument("--blocksize", type=int, default=4096)
+    p.add_argument("--floor", type=float, default=None, metavar="DBFS",
+                   help="input floor in dBFS: quieter input is silence (model skipped, state restarted); "
+                        "set it just above the microphone's noise floor, e.g. -65 (default: digital silence only)")
     p.add_argument("--format", choices=("wav", "flac"), default="wav")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_separate)

@@ -253,7 +253,6 @@ def test_hiss_has_the_asked_spectral_slope(slope):
     x = ds.hiss(np.random.default_rng(4), (2, 1 << 16), slope)
     assert x.shape == (2, 1 << 16) and x.dtype == np.float32
     power = np.mean(np.abs(np.fft.rfft(x.astype(np.float64), axis=-1)) ** 2, axis=0)
-    f = np.arange(power.size)
     bands = [(64, 128), (1024, 2048), (16384, 32768)]  # octaves
     levels = [10 * np.log10(power[lo:hi].mean()) for lo, hi in bands]
     per_octave = (levels[-1] - levels[0]) / (np.log2(bands[-1][0] / bands[0][0]))

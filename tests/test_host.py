@@ -113,6 +113,37 @@ def test_after_digital_silence_the_model_starts_afresh():
     assert np.abs(out[lat:]).max() > 0
 
 
+def test_a_raised_floor_treats_quiet_hiss_as_silence_and_the_signal_after_it_starts_afresh():
+    model = load_model("tiny-test", batch=1)
+    spec = model.spec
+    sig = _signal(8_000, 1, spec.sample_rate, seed=7)
+    gap = 40 * spec.hop
+    hiss = (1e-3 * np.random.default_rng(3).standard_normal((gap, 1))).astype(np.float32)  # -60 dBFS
+    x = np.concatenate([hiss, sig])
+    ref = _offline_vocals(model, spec, sig)
+    floored = Host([Isolator("tiny-test", channels=1, floor_dbfs=-50.0)], spec.sample_rate, 1, max_block=1024)
+    lat = floored.latency_samples
+    n = sig.shape[0] - lat
+    out = _random_blocks(floored, x, seed=4)
+    assert np.all(out[: gap - spec.n_fft] == 0.0)  # the hiss is muted
+    np.testing.assert_allclose(out[gap + lat : gap + lat + n], ref[:n], atol=1e-4, rtol=0)
+    # At the default floor the hiss runs through the model, and its state carries into the signal.
+    plain = _random_blocks(Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1, max_block=1024), x,
+                           seed=4)
+    assert np.abs(plain[: gap - spec.n_fft]).max() > 0
+    assert np.abs(plain[gap + lat : gap + lat + n] - ref[:n]).max() > 1e-3
+    # Just below the floor is silence, just above is signal.
+    above = _random_blocks(Host([Isolator("tiny-test", channels=1, floor_dbfs=-62.0)], spec.sample_rate, 1,
+                                max_block=1024), hiss, seed=4)
+    assert np.abs(above[spec.n_fft:]).max() > 0
+    iso = Isolator("tiny-test", channels=1, floor_dbfs=-65)
+    assert iso.floor_dbfs == -65.0 and "floor -65 dBFS" in iso.describe()
+    assert "floor" not in Isolator("tiny-test", channels=1).describe()
+    for bad in (float("nan"), -10.0, -300.0, "loud", None):
+        with pytest.raises(PluginError, match="isolator floor must be"):
+            Isolator("tiny-test", channels=1, floor_dbfs=bad)
+
+
 def test_fixed_block_size_lowers_latency_and_stays_exact():
     model = load_model("tiny-test", batch=1)
     spec = model.spec

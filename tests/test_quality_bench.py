@@ -427,3 +427,38 @@ def test_our_model_is_scored_as_the_engine_runs_it_across_digital_silence():
     valid = x.size - host.latency_samples
     assert np.abs(offline[:valid]).max() > 1e-3
     np.testing.assert_allclose(offline[:valid], live[:valid], atol=1e-4, rtol=0)
+
+
+def test_a_floor_variant_is_scored_as_the_engine_runs_it_with_that_floor(items, tmp_path):
+    from deepiso.realtime.backends import run_array
+    from deepiso.realtime.host import Host, PluginError
+    from deepiso.realtime.plugins.isolator import Isolator
+
+    system = quality.ModelSystem("tiny-test", floor_dbfs=-50.0)
+    assert system.name == "deepiso:tiny-test@floor-50"
+    system.load()
+    spec = system.spec
+    rng = np.random.default_rng(12)
+    t = np.arange(6_000) / spec.sample_rate
+    sig = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    hiss = (1e-3 * rng.standard_normal(40 * spec.hop)).astype(np.float32)  # -60 dBFS: under the floor
+    x = np.concatenate([hiss, sig, hiss, sig])
+    offline = system.separate(x[None, :], spec.sample_rate)
+    host = Host([Isolator("tiny-test", channels=1, floor_dbfs=-50.0)], spec.sample_rate, 1, block_size=spec.hop)
+    live = run_array(host, x[:, None], blocksize=spec.hop, flush=True)[:, 0]
+    valid = x.size - host.latency_samples
+    np.testing.assert_allclose(offline[:valid], live[:valid], atol=1e-4, rtol=0)
+    plain = quality.ModelSystem("tiny-test")
+    plain.load()
+    assert np.abs(plain.separate(x[None, :], spec.sample_rate)[:valid] - offline[:valid]).max() > 1e-3
+    with pytest.raises(PluginError, match="isolator floor must be"):
+        quality.ModelSystem("tiny-test", floor_dbfs=0.0)
+    folder = evalset.save_set([items[0]], tmp_path / "set")
+    out = tmp_path / "quality.json"
+    quality.main(["--set", str(folder), "--model", "tiny-test", "--floor", "-60", "--peers", "none", "--no-ica",
+                  "--no-oracle", "--sdr", "none", "--out", str(out), "--clips", "0", "--lead-in", "0.5"])
+    data = json.loads(out.read_text())
+    assert set(data["summary"]) == {"mixture", "deepiso:tiny-test", "deepiso:tiny-test@floor-60"}
+    assert data["set"]["lead_in"] == {"seconds": 0.5, "level_dbfs": -70.0}
+    floors = {s["name"]: s.get("floor_dbfs") for s in data["systems"]}
+    assert floors["deepiso:tiny-test@floor-60"] == -60.0 and floors["deepiso:tiny-test"] == -100.0

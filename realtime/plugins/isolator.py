@@ -123,24 +123,35 @@ def _max_energy(x):  # pragma: no cover - compiled
 SILENCE_DBFS = -100.0
 
 
-def silence_energy(spec: FrameSpec) -> float:
-    """Sum of squares of a whole awareness context of white noise at :data:`SILENCE_DBFS`.
+def silence_energy(spec: FrameSpec, floor_dbfs: float = SILENCE_DBFS) -> float:
+    """Sum of squares of a whole awareness context of white noise at ``floor_dbfs`` (dBFS RMS).
 
     Each real or imaginary part of a bin has mean square ``sigma^2 * sum(analysis window^2) / 2``.
     """
     window = dsp.analysis_window(spec.window, spec.n_fft).astype(np.float64)
-    return float(10 ** (SILENCE_DBFS / 10) * np.sum(window**2) / 2 * spec.input_size)
+    return float(10 ** (floor_dbfs / 10) * np.sum(window**2) / 2 * spec.input_size)
 
 
-def silent_contexts(contexts: np.ndarray, spec: FrameSpec) -> np.ndarray:
+def check_floor(floor_dbfs: float) -> float:
+    """``floor_dbfs`` as a float, or :class:`PluginError` unless it is a level in [-200, -20] dBFS."""
+    try:
+        value = float(floor_dbfs)
+    except (TypeError, ValueError):
+        raise PluginError(f"isolator floor must be a level in dBFS, got {floor_dbfs!r}") from None
+    if not -200.0 <= value <= -20.0:  # NaN fails too
+        raise PluginError(f"isolator floor must be between -200 and -20 dBFS, got {floor_dbfs!r}")
+    return value
+
+
+def silent_contexts(contexts: np.ndarray, spec: FrameSpec, floor_dbfs: float = SILENCE_DBFS) -> np.ndarray:
     """Which rows of ``contexts`` ``(C, T, input_size)`` the isolator treats as silence: ``(T,)`` bool.
 
-    A row is silent when it is at or below :func:`silence_energy` on every channel, the rule the
+    A row is silent when it is at or below :func:`silence_energy` of ``floor_dbfs`` on every channel, the rule the
     streaming isolator applies; offline paths use it to run the model exactly as the engine does
     (silent rows give zero output, and the model restarts from its initial state after them).
     """
     energy = np.einsum("cti,cti->ct", contexts, contexts, dtype=np.float64)
-    return np.all(energy <= silence_energy(spec), axis=0)
+    return np.all(energy <= silence_energy(spec, floor_dbfs), axis=0)
 
 
 def _default_loader(source: str | os.PathLike, batch: int = 1) -> Any:
@@ -165,15 +176,26 @@ class Isolator(Plugin):
     It runs at the model's sample rate (``native_rate``); the host resamples
     when the device runs at another one. ``model_faults`` counts frames whose
     model output was not finite (the frame is silenced and the LSTM state reset).
+
+    ``floor_dbfs``: input whose whole awareness context is below this level
+    (dBFS RMS, measured as white noise of that level would be) counts as
+    silence: the model is skipped, the frame gives no voice, and the LSTM
+    restarts from its initial state when the signal returns. The default
+    (-100) catches digital silence only. Raising it to just above a
+    microphone's noise floor (e.g. -65) keeps the network from adapting to
+    the hiss before anyone speaks, which otherwise costs it for the first
+    seconds of the signal that follows (``benchmarks/quality.py --lead-in``);
+    input under the floor is muted, so keep it well below the quietest voice.
     """
 
     name = "isolator"
 
     def __init__(self, model: Any = "default", stem: str = "vocals", channels: int | None = None,
-                 loader: ModelLoader | None = None) -> None:
+                 loader: ModelLoader | None = None, floor_dbfs: float = SILENCE_DBFS) -> None:
         if stem not in STEMS:
             raise PluginError(f"isolator stem {stem!r} is not one of {STEMS}")
         self.stem = stem
+        self.floor_dbfs = check_floor(floor_dbfs)
         self._loader = loader or _default_loader
         if isinstance(model, str | os.PathLike):
             self.source: str | os.PathLike | None = model
@@ -215,7 +237,7 @@ class Isolator(Plugin):
         self._ring = np.zeros((channels, self.latency_samples), np.float32)
         self._pos = np.zeros(1, np.int64)
         self._kind = spec.output
-        self._silence = silence_energy(spec)
+        self._silence = silence_energy(spec, self.floor_dbfs)
         self._n = 0
         self.reset()
 
@@ -262,4 +284,5 @@ class Isolator(Plugin):
     def describe(self) -> str:
         s = self.spec
         return (f"isolator ({s.output}, {s.sample_rate} Hz, n_fft {s.n_fft}, hop {s.hop}, "
-                f"awareness {s.past_frames}+1+{s.future_frames})")
+                f"awareness {s.past_frames}+1+{s.future_frames}"
+                + (f", floor {self.floor_dbfs:g} dBFS)" if self.floor_dbfs != SILENCE_DBFS else ")"))
