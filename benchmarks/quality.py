@@ -621,6 +621,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     src.add_argument("--save-set", type=Path, help="materialise the drawn set to this folder")
     src.add_argument("--musdb", type=Path, help="MUSDB18 root: add its test tracks")
     src.add_argument("--musdb-seconds", type=float, default=None, help="keep only the first S seconds of each track")
+    src.add_argument("--lead-in", type=float, default=0.0, metavar="SECONDS",
+                     help="play this much quiet noise before every item (scored: the item only)")
+    src.add_argument("--lead-in-db", type=float, default=-70.0, metavar="DBFS",
+                     help="level of the lead-in noise, dBFS RMS")
     sy = parser.add_argument_group("systems")
     sy.add_argument("--model", action="append", default=[], help="our model: shipped name, .onnx or .pt (repeat)")
     sy.add_argument("--floor", type=float, action="append", default=[], metavar="DBFS",
@@ -630,10 +634,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sy.add_argument("--no-ica", action="store_true")
     sy.add_argument("--no-oracle", action="store_true")
     out = parser.add_argument_group("output")
-    src.add_argument("--lead-in", type=float, default=0.0, metavar="SECONDS",
-                     help="play this much quiet noise before every item (scored: the item only)")
-    src.add_argument("--lead-in-db", type=float, default=-70.0, metavar="DBFS",
-                     help="level of the lead-in noise, dBFS RMS")
     out.add_argument("--sdr", default="museval", choices=["museval", "fast", "none"])
     out.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     out.add_argument("--plots", type=Path, default=None, help="folder for PNGs (default: beside --out)")
@@ -668,8 +668,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     kept: dict[str, dict[str, np.ndarray]] = {it.name: {} for it in clip_items}
     rows = []
     for i, it in enumerate(items):
+        lead = lead_in(it, args.lead_in, args.lead_in_db, args.seed)
         for s in systems:
-            est, cpu, wall = run_system(s, it, lead_in(it, args.lead_in, args.lead_in_db, args.seed))
+            est, cpu, wall = run_system(s, it, lead)
             row = {"item": it.name, "system": s.name, "category": it.category, "snr_db": it.meta.get("snr_db"),
                    "seconds": it.seconds + args.lead_in, "cpu_s": cpu, "wall_s": wall, **score(est, it, sdr_method)}
             rows.append(row)

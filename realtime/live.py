@@ -74,14 +74,12 @@ def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_
     floor (:class:`~deepiso.realtime.plugins.isolator.Isolator`; ``None``: digital silence only).
     """
     from .plugins.basic import Gain, Gate, Meter, Mix
-    from .plugins.isolator import Isolator
 
     meter_in, meter_out = Meter(), Meter()
     chain: list[Any] = [meter_in]
     isolator = None
     if model != "none":
-        isolator = Isolator(model, channels=channels,
-                            **({} if floor_db is None else {"floor_dbfs": floor_db}))
+        isolator = _isolator(model, channels, floor_db)
         chain.append(isolator)
         chain.append(Mix.parse(mix))
     if gate_db is not None:
@@ -231,7 +229,6 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
     from .audio_io import AudioFileError, read_audio, resample, write_audio
     from .host import Host, PluginError
-    from .plugins.isolator import Isolator
 
     out_dir = Path(args.output_dir)
     failures = 0
@@ -246,8 +243,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         channels = x.shape[1]
         try:
             if isolator is None or isolator.channels != channels:
-                isolator = Isolator(args.model, channels=channels,
-                                    **({} if args.floor is None else {"floor_dbfs": args.floor}))
+                isolator = _isolator(args.model, channels, args.floor)
             model_rate = isolator.spec.sample_rate
             host = Host([isolator], model_rate, channels, max_block=args.blocksize, block_size=args.blocksize)
         except PluginError as exc:
@@ -316,6 +312,19 @@ def cmd_virtual_mic(args: argparse.Namespace) -> int:
 # argument definitions
 
 
+def _add_floor_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--floor", type=float, default=None, metavar="DBFS",
+                   help="input floor in dBFS: quieter input is silence (model skipped, state restarted); "
+                        "set it just above the microphone's noise floor, e.g. -60 (default: digital silence only)")
+
+
+def _isolator(model: str, channels: int, floor_db: float | None) -> Any:
+    """The isolator for ``model``; ``floor_db`` ``None`` keeps its default floor (digital silence)."""
+    from .plugins.isolator import Isolator
+
+    return Isolator(model, channels=channels, **({} if floor_db is None else {"floor_dbfs": floor_db}))
+
+
 def add_parsers(sub: Any) -> None:
     """Add the live sub-commands to the ``deepiso`` parser's sub-parsers."""
     backends = ("sounddevice", "pyaudio")
@@ -340,9 +349,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--gain", type=float, default=0.0, help="output gain in dB")
     p.add_argument("--gate", type=float, default=None, help="noise gate threshold in dBFS (default: off)")
-    p.add_argument("--floor", type=float, default=None, metavar="DBFS",
-                   help="input floor in dBFS: quieter input is silence (model skipped, state restarted); "
-                        "set it just above the microphone's noise floor, e.g. -65 (default: digital silence only)")
+    _add_floor_argument(p)
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.add_argument("--fast", action="store_true", help="file backend: as fast as possible, not in real time")
@@ -355,9 +362,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-o", "--output-dir", required=True, help="stems go to DIR/NAME/{vocals,instrumental}.EXT")
     p.add_argument("--model", "-m", default="default")
     p.add_argument("--blocksize", type=int, default=4096)
-    p.add_argument("--floor", type=float, default=None, metavar="DBFS",
-                   help="input floor in dBFS: quieter input is silence (model skipped, state restarted); "
-                        "set it just above the microphone's noise floor, e.g. -65 (default: digital silence only)")
+    _add_floor_argument(p)
     p.add_argument("--format", choices=("wav", "flac"), default="wav")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_separate)

@@ -182,7 +182,7 @@ class Isolator(Plugin):
     silence: the model is skipped, the frame gives no voice, and the LSTM
     restarts from its initial state when the signal returns. The default
     (-100) catches digital silence only. Raising it to just above a
-    microphone's noise floor (e.g. -65) keeps the network from adapting to
+    microphone's noise floor (e.g. -60) keeps the network from adapting to
     the hiss before anyone speaks, which otherwise costs it for the first
     seconds of the signal that follows (``benchmarks/quality.py --lead-in``);
     input under the floor is muted, so keep it well below the quietest voice.
