@@ -133,7 +133,85 @@ def _end_to_end(server, model: str, backend: str, block: int) -> dict:
     }
 
 
-def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1.0) -> dict:
+def read_cpu_times(path: str | Path = "/proc/stat") -> dict[str, float] | None:
+    """The machine's CPU time so far (all cores), seconds per kind: ``user``, ``system``, ``idle``,
+    ``steal`` (time a virtual machine's CPUs waited for the hypervisor) ...; ``None`` where the file is
+    missing or unreadable (not Linux)."""
+    try:
+        first = Path(path).read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    try:
+        ticks = [int(v) for v in first[1:1 + len(names)]]
+    except ValueError:
+        return None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return {name: t / hz for name, t in zip(names, ticks)}
+
+
+class SoakTimeline:
+    """What happened during a soak, tick by tick: new xruns, new late blocks (the engine's callback ran
+    past its block period) and what the machine did meanwhile (steal time, other processes' CPU).
+
+    Lets a soak that fails say *where* the xruns came from: bursts while the hypervisor held the
+    virtual CPUs back (steal), while other work took the cores, or while the engine itself was late.
+    """
+
+    def __init__(self, cpus: int | None = None) -> None:
+        self.cpus = max(1, cpus or os.cpu_count() or 1)
+        self.ticks: list[dict[str, float]] = []
+
+    def add(self, t: float, xruns: int, late_blocks: int, cpu: dict[str, float] | None, dt: float) -> None:
+        """One tick: ``t`` seconds into the soak, counts of new ``xruns`` and ``late_blocks`` since the
+        last tick, ``cpu`` the change of :func:`read_cpu_times` over the tick (``None``: unknown),
+        ``dt`` its length in seconds."""
+        tick = {"t": round(t, 3), "xruns": int(xruns), "late_blocks": int(late_blocks), "dt": dt}
+        if cpu is not None and dt > 0:
+            wall = dt * self.cpus
+            tick["steal"] = cpu.get("steal", 0.0) / wall
+            tick["busy"] = (cpu.get("user", 0.0) + cpu.get("nice", 0.0) + cpu.get("system", 0.0)
+                            + cpu.get("irq", 0.0) + cpu.get("softirq", 0.0)) / wall
+        self.ticks.append(tick)
+
+    def summary(self, listed: int = 50, steal_threshold: float = 0.05) -> dict:
+        """Per-minute xruns, the longest run of ticks with xruns, steal and busy fractions of the whole
+        soak and of the ticks with xruns, and the first ``listed`` ticks with xruns."""
+        ticks = self.ticks
+        with_xruns = [k for k in ticks if k["xruns"]]
+        per_minute: dict[int, int] = {}
+        for k in ticks:
+            per_minute[int(k["t"] // 60)] = per_minute.get(int(k["t"] // 60), 0) + k["xruns"]
+        longest = run = 0
+        for k in ticks:
+            run = run + 1 if k["xruns"] else 0
+            longest = max(longest, run)
+
+        def mean(key: str, rows: list[dict]) -> float | None:
+            vals = [r[key] for r in rows if key in r]
+            return round(float(np.mean(vals)), 4) if vals else None
+
+        stolen = [k for k in with_xruns if k.get("steal", 0.0) > steal_threshold]
+        return {
+            "ticks": len(ticks), "tick_s": round(float(np.median([k["dt"] for k in ticks])), 3) if ticks else None,
+            "xruns": sum(k["xruns"] for k in ticks), "late_blocks": sum(k["late_blocks"] for k in ticks),
+            "ticks_with_xruns": len(with_xruns),
+            "ticks_with_xruns_and_late_blocks": sum(1 for k in with_xruns if k["late_blocks"]),
+            "ticks_with_xruns_and_steal": len(stolen), "steal_threshold": steal_threshold,
+            "longest_xrun_run_ticks": longest,
+            "xruns_per_minute": [per_minute.get(m, 0) for m in range(max(per_minute) + 1)] if per_minute else [],
+            "steal_avg": mean("steal", ticks), "steal_max": round(max((k.get("steal", 0.0) for k in ticks),
+                                                                      default=0.0), 4),
+            "steal_avg_in_xrun_ticks": mean("steal", with_xruns),
+            "busy_avg": mean("busy", ticks), "busy_avg_in_xrun_ticks": mean("busy", with_xruns),
+            "first_xrun_ticks": [{k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in k.items()}
+                                 for k in with_xruns[:listed]],
+        }
+
+
+def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1.0, tick: float = 0.2) -> dict:
     from deepiso.realtime.backends import open_stream
 
     iso = Isolator(model, channels=1)
@@ -142,14 +220,22 @@ def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1
     stream = open_stream(host, "sounddevice", "iso_in", "iso_out", rate, block, "low")
     # A steady input: noise played into the engine's input for the whole soak.
     player = server.pacat_loop("iso_play", seconds + settle + 2)
+    timeline = SoakTimeline()
     try:
         stream.start()
         time.sleep(settle)
         start_xruns, start_blocks = host.xruns, host.blocks
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
+        t0 = last_t = time.monotonic()
+        last_x, last_late, last_cpu = host.xruns, host.late_blocks, read_cpu_times()
+        t_end = t0 + seconds
+        while last_t < t_end:
             stream.check()
-            time.sleep(0.2)
+            time.sleep(tick)
+            now, x, late, cpu = time.monotonic(), host.xruns, host.late_blocks, read_cpu_times()
+            delta = ({k: cpu[k] - last_cpu[k] for k in cpu} if cpu is not None and last_cpu is not None
+                     else None)
+            timeline.add(now - t0, x - last_x, late - last_late, delta, now - last_t)
+            last_t, last_x, last_late, last_cpu = now, x, late, cpu
         stats = host.stats()
     finally:
         stream.stop()
@@ -159,7 +245,7 @@ def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1
     return {"seconds": seconds, "block": block, "model_rate": rate, "xruns": stats.xruns - start_xruns,
             "xruns_at_start": start_xruns, "blocks": stats.blocks - start_blocks, "faults": stats.faults,
             "restarts": stream.restarts, "cpu_load_avg": round(stats.cpu_load, 4),
-            "cpu_load_peak": round(stats.cpu_peak, 4)}
+            "cpu_load_peak": round(stats.cpu_peak, 4), "timeline": timeline.summary()}
 
 
 def _with_server(fn):
@@ -233,6 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nsoak: {s['seconds']:.0f} s at block {s['block']}: {s['xruns']} xruns "
               f"({s['xruns_at_start']} while starting), {s['restarts']} restarts, faults {s['faults']}, "
               f"CPU {100 * s['cpu_load_avg']:.1f}% avg")
+        tl = s["timeline"]
+        if tl["xruns"]:
+            print(f"  xruns in {tl['ticks_with_xruns']} of {tl['ticks']} ticks of {tl['tick_s']} s "
+                  f"(longest run {tl['longest_xrun_run_ticks']} ticks); with the engine late: "
+                  f"{tl['ticks_with_xruns_and_late_blocks']}; with steal > {100 * tl['steal_threshold']:.0f}%: "
+                  f"{tl['ticks_with_xruns_and_steal']}")
+            print(f"  per minute: {tl['xruns_per_minute']}")
+        if tl["steal_avg"] is not None:
+            print(f"  machine: steal {100 * tl['steal_avg']:.1f}% avg (max {100 * tl['steal_max']:.1f}% in a tick), "
+                  f"busy {100 * tl['busy_avg']:.1f}% avg")
     print("\nchecks")
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
