@@ -149,7 +149,7 @@ def read_cpu_times(path: str | Path = "/proc/stat") -> dict[str, float] | None:
     except ValueError:
         return None
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    return {name: t / hz for name, t in zip(names, ticks)}
+    return {name: t / hz for name, t in zip(names, ticks, strict=False)}
 
 
 class SoakTimeline:
