@@ -276,8 +276,11 @@ def mix_at_snr(voice: np.ndarray, background: np.ndarray, snr_db: float,
 
 def build_set(corpus: str | Path, split: str = "valid", per_cell: int = 4, seconds: float = 8.0,
               rate: int = 44_100, seed: int = 0, categories: dict[str, tuple[str, str]] | None = None,
-              snrs: tuple[float, ...] = SNRS_DB) -> list[Item]:
+              snrs: tuple[float, ...] = SNRS_DB, voice_sources: tuple[str, ...] | None = None) -> list[Item]:
     """Draw ``per_cell`` items for every category x SNR from the ``split`` files of a corpus manifest.
+
+    ``voice_sources``: draw the voices only from these corpus sources (e.g. ``("kokoro",)``, natural
+    speech only); categories left without a voice are dropped, and none left is an error.
 
     Items are stereo float32 at ``rate``; the same arguments always give the
     same items. Raises :class:`EvalSetError` naming the manifest and the
@@ -289,6 +292,14 @@ def build_set(corpus: str | Path, split: str = "valid", per_cell: int = 4, secon
         raise EvalSetError(f"per_cell must be >= 1 and seconds > 0, got {per_cell} and {seconds}")
     files = [f for f in read_manifest(corpus) if f.split == split]
     categories = CATEGORIES if categories is None else categories
+    if voice_sources is not None:
+        known = {f.source for f in files if f.role == "voice"}
+        unknown = sorted(set(voice_sources) - known)
+        if unknown:
+            raise EvalSetError(f"{Path(corpus)}: split {split!r} has no voice source {', '.join(unknown)} "
+                               f"(it has {', '.join(sorted(known))})")
+        files = [f for f in files if f.role != "voice" or f.source in voice_sources]
+        present = {f.category for f in files if f.role == "voice"}
     by = {(f.role, f.category): [] for f in files}
     for f in files:
         by[(f.role, f.category)].append(f)
@@ -296,6 +307,8 @@ def build_set(corpus: str | Path, split: str = "valid", per_cell: int = 4, secon
     durations: dict[Path, float] = {}
     items: list[Item] = []
     for ci, (cell, (vcat, bcat)) in enumerate(categories.items()):
+        if voice_sources is not None and vcat not in present:
+            continue  # (the index ci stays the full set's: a cell's items are the same draw)
         voices, backs = by.get(("voice", vcat), []), by.get(("background", bcat), [])
         if not voices or not backs:
             missing = f"voice/{vcat}" if not voices else f"background/{bcat}"

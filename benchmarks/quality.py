@@ -596,9 +596,12 @@ def load_items(args: argparse.Namespace) -> tuple[list[evalset.Item], dict[str, 
         if not args.musdb:
             raise SystemExit("error: give --set FOLDER, --corpus DIR, --synthetic or --musdb ROOT")
         return items, {"from": "musdb only"}
+    voices = tuple(args.voice_source) if args.voice_source else None
     items = evalset.build_set(corpus, split=args.split, per_cell=args.per_cell, seconds=args.seconds,
-                              seed=args.seed)
+                              seed=args.seed, voice_sources=voices)
     how.update({"split": args.split, "per_cell": args.per_cell, "seconds": args.seconds, "seed": args.seed})
+    if voices:
+        how["voice_sources"] = list(voices)
     save_to = args.save_set or args.set
     if save_to:
         evalset.save_set(items, save_to)
@@ -615,6 +618,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     src.add_argument("--synthetic", action="store_true", help="generate a small corpus and draw the set from it")
     src.add_argument("--synthetic-dir", type=Path, default=Path("/tmp/deepiso-quality-corpus"))
     src.add_argument("--split", default="valid", choices=["valid", "test"])
+    src.add_argument("--voice-source", action="append", default=None, metavar="SOURCE",
+                     help="with --corpus: draw voices only from this corpus source (repeatable), "
+                          "e.g. kokoro for natural speech only")
     src.add_argument("--per-cell", type=int, default=4, help="items per category x SNR")
     src.add_argument("--seconds", type=float, default=8.0)
     src.add_argument("--seed", type=int, default=0)
@@ -640,7 +646,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.add_argument("--clips", type=int, default=3, help="items drawn in the Table 2 view")
     args = parser.parse_args(argv)
 
-    items, how = load_items(args)
+    try:
+        items, how = load_items(args)
+    except evalset.EvalSetError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if args.musdb:
         items += evalset.musdb_items(args.musdb, "test", args.musdb_seconds)
         how["musdb"] = str(args.musdb)

@@ -201,6 +201,22 @@ def test_manifest_in_the_corpus_builder_record_layout(tmp_path):
     assert files[0].path == tmp_path / "voice/a.flac"
 
 
+def test_set_of_one_voice_source_keeps_only_its_voices_and_categories(corpus, capsys):
+    sung = {f.source for f in evalset.read_manifest(corpus) if f.role == "voice" and f.category == "singing"}
+    items = evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=RATE, seed=5,
+                              voice_sources=tuple(sung))
+    assert {it.category for it in items} == {"singing_music"} and len(items) == len(evalset.SNRS_DB)
+    assert {c["source"] for it in items for c in it.meta["voice_clips"]} == sung
+    full = {it.name: it for it in evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=RATE,
+                                                     seed=5)}
+    for it in items:  # the same draw as the full set's cell: the voice list of that category is unchanged
+        np.testing.assert_array_equal(it.mixture, full[it.name].mixture)
+    with pytest.raises(evalset.EvalSetError, match="has no voice source nobody"):
+        evalset.build_set(corpus, split="valid", voice_sources=("nobody",))
+    with pytest.raises(SystemExit, match="has no voice source nobody"):
+        quality.main(["--corpus", str(corpus), "--split", "valid", "--voice-source", "nobody", "--peers", "none"])
+
+
 def test_set_builder_bad_inputs_name_the_problem(corpus, tmp_path):
     with pytest.raises(evalset.EvalSetError, match="no corpus manifest"):
         evalset.build_set(tmp_path)
