@@ -280,7 +280,8 @@ def build_set(corpus: str | Path, split: str = "valid", per_cell: int = 4, secon
     """Draw ``per_cell`` items for every category x SNR from the ``split`` files of a corpus manifest.
 
     ``voice_sources``: draw the voices only from these corpus sources (e.g. ``("kokoro",)``, natural
-    speech only); categories left without a voice are dropped, and none left is an error.
+    speech only); a category none of them has a voice for is left out (the other cells are the same
+    draw as without the filter, seed by seed), and a source the split lacks is an error.
 
     Items are stereo float32 at ``rate``; the same arguments always give the
     same items. Raises :class:`EvalSetError` naming the manifest and the
