@@ -684,7 +684,7 @@ def synth_text(rng: random.Random, lang: str) -> str:
     return _sentence(rng, lang)
 
 
-def _run_tool(cmd: list[str], what: str, **kw) -> None:
+def _run_tool(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     if shutil.which(cmd[0]) is None:
         raise CorpusError(f"{cmd[0]} is not installed (needed for {what})")
     run = subprocess.run(cmd, capture_output=True, check=False, timeout=600, **kw)
@@ -692,6 +692,7 @@ def _run_tool(cmd: list[str], what: str, **kw) -> None:
         msg = run.stderr.decode(errors="replace").strip().splitlines() if isinstance(run.stderr, bytes) \
             else (run.stderr or "").strip().splitlines()
         raise CorpusError(f"{what}: {cmd[0]} failed ({msg[-1] if msg else f'exit {run.returncode}'})")
+    return run
 
 
 _ESPEAK_LANGUAGE_CODES: set[str] = set()
@@ -701,20 +702,15 @@ def espeak_ipa(text: str, voice: str) -> str:
     """``text`` as espeak-ng's IPA in the language ``voice`` (an espeak-ng language code such as
     ``en-us``; clauses joined by spaces). espeak-ng itself falls back to another language for a code it
     does not have; this refuses it."""
-    if shutil.which("espeak-ng") is None:
-        raise CorpusError("espeak-ng is not installed (needed for the IPA of synthetic speech)")
     if not _ESPEAK_LANGUAGE_CODES:
-        listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=False,
-                                 timeout=60).stdout.splitlines()[1:]
-        _ESPEAK_LANGUAGE_CODES.update(line.split()[1] for line in listing if len(line.split()) > 1)
+        listing = _run_tool(["espeak-ng", "--voices"], "the IPA of synthetic speech", text=True).stdout
+        _ESPEAK_LANGUAGE_CODES.update(line.split()[1] for line in listing.splitlines()[1:] if len(line.split()) > 1)
     if voice not in _ESPEAK_LANGUAGE_CODES:
         raise CorpusError(f"espeak-ng -v {voice}: no such language in espeak-ng (see espeak-ng --voices)")
-    run = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, text], capture_output=True, text=True,
-                         check=False, timeout=120)
-    ipa = " ".join(run.stdout.split())
-    if run.returncode != 0 or not ipa:
-        detail = (run.stderr or "").strip().splitlines()
-        raise CorpusError(f"espeak-ng -v {voice} gave no IPA ({detail[-1] if detail else f'exit {run.returncode}'})")
+    ipa = " ".join(_run_tool(["espeak-ng", "-q", "--ipa", "-v", voice, text], f"IPA in espeak-ng language {voice}",
+                             text=True).stdout.split())
+    if not ipa:
+        raise CorpusError(f"espeak-ng -v {voice} gave no IPA for {text[:60]!r}")
     return ipa
 
 
