@@ -52,6 +52,8 @@ RESYNC_QUIET_S = 0.3
 #: (starting a stream can underflow once).
 RESYNC_MIN_INTERVAL_S = 2.0
 RESYNC_GRACE_S = 0.5
+#: How often ``check()`` looks for new audio helper threads (a restarted stream has new ones).
+HELPER_SCAN_S = 1.0
 
 
 class DeviceError(Exception):
@@ -330,6 +332,10 @@ class LiveStream:
         self._started_at: float | None = None
         self._last_blocks = -1
         self._last_progress = 0.0
+        self._helpers_seen: set[int] = set()
+        self._helpers_checked_at = -math.inf
+        #: audio helper threads given real-time priority so far (see :func:`raise_helper_threads`)
+        self.helper_threads_raised = 0
 
     @property
     def active(self) -> bool:
@@ -368,6 +374,10 @@ class LiveStream:
             raise DeviceError(self.error)
         if self._started_at is None:
             return
+        now = time.monotonic()
+        if now - self._helpers_checked_at >= HELPER_SCAN_S:  # a (re)opened stream has new ones
+            self._helpers_checked_at = now
+            self.helper_threads_raised += raise_helper_threads(self._helpers_seen)
         if self._died is not None:
             reason, self._died = self._died, None
             if self.restarts >= MAX_RESTARTS:
@@ -381,7 +391,6 @@ class LiveStream:
                 raise DeviceError(self.error) from None
             self._last_progress = time.monotonic()
             return
-        now = time.monotonic()
         if self.resync_after and self.can_restart:
             self._maybe_resync(now)
         if self.host.blocks != self._last_blocks:
@@ -463,6 +472,43 @@ def raise_thread_priority(priority: int = RT_PRIORITY) -> bool:
     except (OSError, AttributeError):
         return False
     return True
+
+
+#: Threads of the audio path that this process runs besides PortAudio's callback thread: the
+#: mainloop threads libpulse starts for each PCM that ALSA's ``pulse`` plugin opens. The callback
+#: waits on them every block, so an ordinary-priority one stalls a real-time callback on a busy
+#: machine (PortAudio's ALSA poll then times out).
+HELPER_THREAD_NAMES = frozenset({"threaded-ml"})
+
+
+def raise_helper_threads(seen: set[int], priority: int = RT_PRIORITY) -> int:
+    """Give this process's audio helper threads (:data:`HELPER_THREAD_NAMES`) not in ``seen`` SCHED_FIFO.
+
+    Adds every helper thread it finds to ``seen``; returns how many it raised (0 where the
+    system does not allow it, or has no ``/proc``).
+    """
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    raised = 0
+    for tid in tids:
+        if not tid.isdigit() or int(tid) in seen:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if name not in HELPER_THREAD_NAMES:
+            continue
+        seen.add(int(tid))
+        try:
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
+        except (OSError, AttributeError):
+            continue
+        raised += 1
+    return raised
 
 
 def suggested_latency(latency: str | float, blocksize: int | None, samplerate: int) -> str | float:

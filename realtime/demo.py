@@ -12,7 +12,13 @@ records input and output on one clock. It then writes, into ``--out``:
 * ``demo.png`` — the report's Table 2 view (waveforms of source, prediction
   and truth) with spectrograms;
 * ``demo.json`` — SI-SDR of the vocals and of the mixture against the true
-  voice, the measured end-to-end delay against the reported latency, xruns.
+  voice, the measured end-to-end delay against the reported latency, xruns,
+  and how often samples were lost or repeated on the way.
+
+A busy machine can make the virtual devices lose or repeat a few samples (an
+underrun of the player, an xrun of the duplex stream). The recording is
+followed window by window (:func:`track`): such a slip costs the samples it
+lost, not every window after it.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class DemoResult:
     si_sdr_improvement_db: float
     xruns: int
     faults: int
+    input_jumps: int  # where the recorded input lost or repeated samples against the clip
+    output_jumps: int  # where the vocals did against the voice (the input's jumps among them)
     out_dir: str
 
 
@@ -84,6 +92,68 @@ def _lag(reference: np.ndarray, delayed: np.ndarray, max_lag: int) -> int:
     spec = np.fft.rfft(delayed, n) * np.conj(np.fft.rfft(reference, n))
     xc = np.fft.irfft(spec, n)[: max_lag + 1]
     return int(np.argmax(xc))
+
+
+@dataclass
+class Track:
+    """``recorded`` cut to follow ``reference`` window by window (see :func:`track`)."""
+
+    aligned: np.ndarray
+    lags: list[int]  # the lag of every window, samples
+    jumps: int  # how often the lag changed: samples lost or repeated on the way
+
+
+def _window_corr(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Normalised correlation of ``ref`` against every offset of ``seg`` (``seg.size - ref.size + 1`` values)."""
+    w = ref.size
+    n = 1 << int(np.ceil(np.log2(seg.size + w)))
+    xc = np.fft.irfft(np.fft.rfft(seg, n) * np.conj(np.fft.rfft(ref, n)), n)[: seg.size - w + 1]
+    c = np.concatenate([[0.0], np.cumsum(seg.astype(np.float64) ** 2)])
+    energy = c[w:] - c[:-w]
+    return xc / np.sqrt(np.maximum(energy * np.dot(ref, ref), 1e-30))
+
+
+def track(reference: np.ndarray, recorded: np.ndarray, lag: int, rate: int, window_s: float = 0.5,
+          search_s: float = 0.1, min_corr: float = 0.3, margin: float = 0.1) -> Track:
+    """Follow ``reference`` through ``recorded``, which starts ``lag`` samples late and may lose or repeat
+    samples on the way (an underrun on a virtual device, an xrun in the engine's duplex stream).
+
+    Window by window (``window_s``), the lag moves to the offset within ``search_s`` of the last one
+    that correlates best, but only where the reference window has signal, that offset correlates at
+    least ``min_corr`` and beats the last lag by ``margin``: a constant delay is never re-fitted
+    window by window, and voice-free windows keep the lag they follow.
+    """
+    ref = reference.astype(np.float64)
+    w, s = max(1, int(window_s * rate)), int(search_s * rate)
+    front = ref.size + s  # the lag can never fall further than one search step a window
+    rec = np.pad(recorded.astype(np.float64), (front, ref.size + 2 * s + w + abs(lag)))
+    floor = 1e-3 * np.sqrt(np.mean(ref**2)) if ref.size else 0.0
+    lags: list[int] = []
+    jumps = 0
+    for i in range(0, ref.size, w):
+        r = ref[i:i + w]
+        if r.size == w and np.sqrt(np.mean(r**2)) > floor:
+            lo = front + i + lag - s  # offsets lag - s ... lag + s; corr[s] is the lag held so far
+            corr = _window_corr(r, rec[lo:lo + 2 * s + w])
+            best = int(np.argmax(corr))
+            if corr[best] >= min_corr and corr[best] > corr[s] + margin:
+                jumps += 1
+                lag += best - s
+        lags.append(lag)
+    # Each jump lies in the window that found it or the one before: it is put where the
+    # correlation with the old lag before it plus the new lag after it is largest.
+    per_sample = np.repeat(np.asarray(lags), w)[: ref.size]
+    t = np.arange(ref.size)
+    for k in range(1, len(lags)):
+        if lags[k] != lags[k - 1]:
+            lo, hi = (k - 1) * w, min((k + 1) * w, ref.size)
+            seg = t[lo:hi]
+            old = np.cumsum(ref[seg] * rec[front + seg + lags[k - 1]])
+            new = np.cumsum((ref[seg] * rec[front + seg + lags[k]])[::-1])[::-1]
+            split = lo + int(np.argmax(np.concatenate([[0.0], old]) + np.concatenate([new, [0.0]])))
+            per_sample[lo:split], per_sample[split:hi] = lags[k - 1], lags[k]
+    aligned = rec[front + t + per_sample]
+    return Track(aligned.astype(np.float32), lags, jumps)
 
 
 def plot(path: Path, rate: int, mixture: np.ndarray, vocals: np.ndarray, truth: np.ndarray, title: str) -> None:
@@ -143,24 +213,27 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "sounddevice"
         raise RuntimeError("the engine produced no output on the virtual device")
     n = mixture.size
     start = _lag(mixture, rec_in, rec_in.size - n) if rec_in.size > n else 0
-    inp = rec_in[start:start + n]
+    # The virtual devices can lose samples under load (an underrun of the player, an xrun of the
+    # engine's duplex stream): the input is followed on the mixture and the vocals on the voice,
+    # window by window, so a lost block costs the windows it touches and not the rest of the clip.
+    inp = track(mixture, rec_in, start, rate)
     # The engine's vocals follow its input by the end-to-end delay: find it on the voice.
     delay = _lag(truth, rec_out[start:], int(1.0 * rate))
-    vocals = rec_out[start + delay:start + delay + n]
-    vocals = np.pad(vocals, (0, n - vocals.size))
-    inp = np.pad(inp, (0, n - inp.size))
-    instrumental = inp - vocals
+    voc = track(truth, rec_out, start + delay, rate)
+    vocals = voc.aligned
+    instrumental = inp.aligned - vocals
+    delay = int(np.median(np.subtract(voc.lags, inp.lags)))
 
     write_audio(out_dir / "mixture.wav", mixture, rate)
     write_audio(out_dir / "vocals.wav", vocals, rate)
     write_audio(out_dir / "instrumental.wav", instrumental, rate)
-    s_voc, s_mix = si_sdr(vocals, truth), si_sdr(inp, truth)
+    s_voc, s_mix = si_sdr(vocals, truth), si_sdr(inp.aligned, truth)
     result = DemoResult(
         model=model, sample_rate=rate, seconds=round(n / rate, 2),
         reported_latency_ms=round(1000 * reported, 1), measured_delay_ms=round(1000 * delay / rate, 1),
         si_sdr_vocals_db=round(s_voc, 2), si_sdr_mixture_db=round(s_mix, 2),
         si_sdr_improvement_db=round(s_voc - s_mix, 2), xruns=stats.xruns, faults=stats.faults,
-        out_dir=str(out_dir),
+        input_jumps=inp.jumps, output_jumps=voc.jumps, out_dir=str(out_dir),
     )
     plot(out_dir / "demo.png", rate, mixture, vocals, truth,
          f"deepiso live, model {model}: SI-SDR {s_voc:.1f} dB (mixture {s_mix:.1f} dB), "
@@ -184,7 +257,9 @@ def cmd_demo(args: Any) -> int:
         return 1
     log(f"vocals SI-SDR {r.si_sdr_vocals_db:.1f} dB vs mixture {r.si_sdr_mixture_db:.1f} dB "
         f"(improvement {r.si_sdr_improvement_db:+.1f} dB); end-to-end delay {r.measured_delay_ms:.0f} ms "
-        f"(engine reports {r.reported_latency_ms:.0f} ms); xruns {r.xruns}")
+        f"(engine reports {r.reported_latency_ms:.0f} ms); xruns {r.xruns}"
+        + (f"; samples lost or repeated at {r.input_jumps} point(s) of the input and {r.output_jumps} of the "
+           f"output (scored window by window)" if r.input_jumps or r.output_jumps else ""))
     log(f"wrote mixture.wav, vocals.wav, instrumental.wav, demo.png and demo.json to {r.out_dir}")
     return 0
 

@@ -348,6 +348,10 @@ class PrivatePulseServer:
         path = self.root / f"bus-{time.monotonic_ns()}.raw"
         rec = self.parec("bus.monitor", 4, latency_ms=10, path=path, channel_map=BUS_MAP)
         try:
+            # The recorder is also what brings the bus down to small blocks: a stream started before
+            # it records starts in the null sink's 2-second blocks, in bursts of xruns that leave its
+            # round trip seconds long for the rest of the run.
+            self._wait_for_data(path, rec, timeout=3.0)
             stream.start()
             time.sleep(lead)
             player = self.pacat("iso_play", 2, np.ascontiguousarray(played, np.float32).tobytes())
@@ -367,6 +371,16 @@ class PrivatePulseServer:
             rec.wait(5)
         data = np.fromfile(path, np.float32)
         return data[: data.size // 4 * 4].reshape(-1, 4)
+
+    @staticmethod
+    def _wait_for_data(path: Path, proc, timeout: float, settle: float = 0.1) -> None:
+        """Wait until the recorder ``proc`` has written to ``path`` (it is connected), then ``settle`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists() and path.stat().st_size > 0:
+                break
+            time.sleep(0.01)
+        time.sleep(settle)
 
     def stop(self) -> None:
         for k in self.keepers:

@@ -143,6 +143,36 @@ def test_segments_resample_fit_channels_and_are_deterministic(tmp_path):
     assert np.array_equal(valid[0]["mixture"].numpy(), v0)  # validation never changes
 
 
+@pytest.mark.parametrize("kind", ["segments", "mixes"])
+def test_a_new_draw_gives_new_training_items_and_the_same_validation(tmp_path, kind):
+    # A phase that starts from another run's weights must not replay that run's mixtures epoch by
+    # epoch; its validation must stay the one the other run was measured on.
+    if kind == "segments":
+        tracks = ds.folder_tracks(T.make_folder_dataset(tmp_path, tracks=3, seconds=2.0, rate=16_000))
+
+        def make(train, draw=0):
+            return ds.TrackSegments(tracks, rate=16_000, samples=4000, items=6, seed=3, train=train, draw=draw)
+    else:
+        voice_dir, bg_dir = T.make_source_folders(tmp_path)
+        files = ds.folder_sources([voice_dir], [bg_dir], valid_fraction=0.0)
+
+        def make(train, draw=0):
+            return ds.SourceMixDataset(files, rate=16_000, samples=4000, items=6, seed=3, train=train, draw=draw)
+
+    def items(d, epoch):
+        d.set_epoch(epoch)
+        return [d[i]["mixture"].numpy() for i in range(len(d))]
+
+    plain, other = make(True), make(True, draw=1)
+    for epoch in (0, 1):
+        a, b = items(plain, epoch), items(other, epoch)
+        assert not any(np.array_equal(x, y) for x, y in zip(a, b)), epoch
+        assert all(np.array_equal(x, y) for x, y in zip(b, items(make(True, draw=1), epoch)))  # reproducible
+    assert all(np.array_equal(x, y) for x, y in zip(items(make(False), 0), items(make(False, draw=1), 3)))
+    with pytest.raises(ds.DatasetError, match="draw must be >= 0"):
+        make(True, draw=-1)
+
+
 def test_loopback_after_split(tmp_path):
     tracks = ds.folder_tracks(T.make_folder_dataset(tmp_path, tracks=10, seconds=0.3))
     train, valid = ds.split_tracks(tracks, 0.2)

@@ -289,3 +289,47 @@ def test_devices_lists_pulse_inputs_and_outputs(pulse):
     assert result.returncode == 0, result.stderr
     assert "pulse" in result.stdout
     assert "iso_in" in result.stdout and "iso_out" in result.stdout
+
+
+def _rt_allowed() -> bool:
+    import resource
+
+    return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] > 0
+
+
+def test_audio_helper_threads_get_real_time_priority_once():
+    # ALSA's pulse plugin runs one libpulse mainloop thread ("threaded-ml") per PCM in this
+    # process; the real-time callback waits on them, so they must not sit behind ordinary work.
+    import threading
+
+    from deepiso.realtime.backends import raise_helper_threads
+
+    ready, done = threading.Event(), threading.Event()
+    tids: dict[str, int] = {}
+
+    def worker(name: str) -> None:
+        tids[name] = threading.get_native_id()
+        with open("/proc/thread-self/comm", "w") as f:
+            f.write(name)
+        ready.set() if len(tids) == 2 else None
+        done.wait(10)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("threaded-ml", "other-work")]
+    for t in threads:
+        t.start()
+    try:
+        assert ready.wait(5)
+        seen: set[int] = set()
+        raised = raise_helper_threads(seen)
+        assert tids["threaded-ml"] in seen and tids["other-work"] not in seen
+        assert os.sched_getscheduler(tids["other-work"]) == os.SCHED_OTHER
+        if _rt_allowed():
+            assert raised == 1
+            assert os.sched_getscheduler(tids["threaded-ml"]) == os.SCHED_FIFO
+        else:
+            assert raised == 0 and os.sched_getscheduler(tids["threaded-ml"]) == os.SCHED_OTHER
+        assert raise_helper_threads(seen) == 0  # each thread once
+    finally:
+        done.set()
+        for t in threads:
+            t.join()

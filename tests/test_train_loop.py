@@ -136,6 +136,24 @@ def test_resume_takes_the_learning_rate_of_the_configuration(tmp_path):
     assert [g["lr"] for g in opt["param_groups"]] == [0.0005]
 
 
+def test_a_phase_from_another_runs_weights_is_told_when_it_would_replay_that_runs_mixtures(tmp_path, capsys):
+    data = _dataset("manifest", tmp_path / "data")
+    base = TrainConfig.from_dict(_config(tmp_path, data, tensorboard=False))
+    train(base)
+    capsys.readouterr()
+    first = str(tmp_path / "run" / "best.pt")
+    again = base.with_overrides([f"out_dir={tmp_path / 'again'}", f"optim.init_from={first}"])
+    train(again)
+    err = capsys.readouterr().err
+    assert "starting from the weights of" in err
+    assert "was trained on the mixtures this run draws (seed 0, data.draw 0)" in err
+    for change in ("data.draw=1", "seed=5", "data.train_items=4"):
+        other = again.with_overrides([f"out_dir={tmp_path / change}", change])
+        train(other)
+        err = capsys.readouterr().err
+        assert "starting from the weights of" in err and "its epochs come again" not in err, change
+
+
 def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
     data = _dataset("folder", tmp_path / "data")
     cfg_path = TrainConfig.from_dict(_config(tmp_path, data, tensorboard=False)).save(tmp_path / "cfg.json")

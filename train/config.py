@@ -43,6 +43,10 @@ class DataConfig:
     channels: int = 1
     train_items: int = 512
     valid_items: int = 64
+    # which sequence of training mixtures the seed gives (validation does not change with it): a
+    # phase that starts from another run's weights (optim.init_from) takes a draw that run did not,
+    # or it trains on that run's mixtures again
+    draw: int = 0
     snr_db: list[float] = field(default_factory=lambda: [-5.0, 10.0])
     level_db: list[float] = field(default_factory=lambda: [-35.0, -15.0])
     voice_fill: list[float] = field(default_factory=lambda: [0.5, 1.0])

@@ -419,12 +419,19 @@ def read_segment(track: Track, start_s: float, samples: int, rate: int, channels
 
 
 class EpochDataset(Dataset):
-    """Base for datasets whose items depend on ``(seed, epoch, index)``; call :meth:`set_epoch`."""
+    """Base for datasets whose items depend on ``(seed, epoch, index)``; call :meth:`set_epoch`.
 
-    def __init__(self, seed: int, items: int, train: bool) -> None:
+    ``draw`` picks another sequence of training epochs from the same ``seed`` (draw 0 is the
+    plain one): a run that starts from another run's weights takes a new draw and sees new
+    mixtures, while the validation items (which depend on ``seed`` only) stay comparable.
+    """
+
+    def __init__(self, seed: int, items: int, train: bool, draw: int = 0) -> None:
         if items < 1:
             raise DatasetError(f"items per epoch must be >= 1, got {items}")
-        self.seed, self.items, self.train, self.epoch = seed, items, train, 0
+        if draw < 0:
+            raise DatasetError(f"the draw must be >= 0, got {draw}")
+        self.seed, self.items, self.train, self.epoch, self.draw = seed, items, train, 0, draw
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -432,9 +439,14 @@ class EpochDataset(Dataset):
     def __len__(self) -> int:
         return self.items
 
+    @property
+    def epoch_key(self) -> int | str:
+        """What a training item's randomness is drawn from besides the seed and its index."""
+        return self.epoch if self.draw == 0 else f"draw {self.draw} epoch {self.epoch}"
+
     def item_rng(self, index: int) -> np.random.Generator:
-        # validation items are the same every epoch, training items change
-        return _rng(self.seed, self.epoch if self.train else -1, index, int(self.train))
+        # validation items are the same every epoch (and every draw), training items change
+        return _rng(self.seed, self.epoch_key if self.train else -1, index, int(self.train))
 
 
 class TrackSegments(EpochDataset):
@@ -447,18 +459,18 @@ class TrackSegments(EpochDataset):
     """
 
     def __init__(self, tracks: Sequence[Track], rate: int, samples: int, items: int | None = None,
-                 channels: int = 1, seed: int = 0, train: bool = True) -> None:
+                 channels: int = 1, seed: int = 0, train: bool = True, draw: int = 0) -> None:
         if not tracks:
             raise DatasetError("no tracks to draw segments from")
         self.tracks = list(tracks)
-        super().__init__(seed, items if items is not None else len(self.tracks), train)
+        super().__init__(seed, items if items is not None else len(self.tracks), train, draw)
         self.rate, self.samples, self.channels = rate, samples, channels
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         n = len(self.tracks)
         rng = self.item_rng(index)
         if self.train:
-            order = _rng(self.seed, self.epoch, "order").permutation(n)
+            order = _rng(self.seed, self.epoch_key, "order").permutation(n)
             track = self.tracks[int(order[index % n])]
             duration = track.length / track.rate
             span = max(0.0, duration - self.samples / self.rate)
@@ -643,8 +655,9 @@ class SourceMixDataset(EpochDataset):
                  voice_fill: tuple[float, float] = (0.5, 1.0), cache_mb: float = 512.0,
                  band_match: float = 0.0, partial_reads: bool = True, quiet: float = 0.0,
                  quiet_seconds: tuple[float, float] = (0.25, 2.0),
-                 quiet_level_db: tuple[float, float] = (-100.0, -50.0), quiet_hiss: float = 0.5) -> None:
-        super().__init__(seed, items, train)
+                 quiet_level_db: tuple[float, float] = (-100.0, -50.0), quiet_hiss: float = 0.5,
+                 draw: int = 0) -> None:
+        super().__init__(seed, items, train, draw)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
         if not self.voices:

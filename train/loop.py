@@ -103,7 +103,8 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
         summary.update(train_tracks=len(train), valid_tracks=len(valid))
         train = ds.apply_loopback(train, cfg.augment.loopback, cfg.seed)
         summary["loopback_tracks"] = len(train) - summary["train_tracks"]
-        train_ds: ds.EpochDataset = ds.TrackSegments(train, items=d.train_items, train=True, **common)
+        train_ds: ds.EpochDataset = ds.TrackSegments(train, items=d.train_items, train=True, draw=d.draw,
+                                                     **common)
         valid_ds: ds.EpochDataset = ds.TrackSegments(valid, items=d.valid_items, train=False, **common)
         return train_ds, valid_ds, summary
     if d.kind in ("sources", "manifest"):
@@ -121,7 +122,7 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
                        categories=sorted({f.category for f in files if f.category}))
         mix = {"snr_db": tuple(d.snr_db), "level_db": tuple(d.level_db), "voice_fill": tuple(d.voice_fill)}
         try:
-            train_ds = ds.SourceMixDataset(train_files, items=d.train_items, train=True,
+            train_ds = ds.SourceMixDataset(train_files, items=d.train_items, train=True, draw=d.draw,
                                            loopback=cfg.augment.loopback, band_match=d.band_match, quiet=d.quiet,
                                            quiet_seconds=tuple(d.quiet_seconds),
                                            quiet_level_db=tuple(d.quiet_level_db), quiet_hiss=d.quiet_hiss,
@@ -360,13 +361,16 @@ def learning_rate(o: OptimConfig, step: int, total_steps: int) -> float:
     return rate
 
 
-def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this network."""
+def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> tuple[dict[str, torch.Tensor], dict]:
+    """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this
+    network, and the training configuration it records (``{}`` when none)."""
+    trained: dict = {}
     if source.endswith(".pt"):
         try:
-            net, _ = load_checkpoint(source)
+            net, info = load_checkpoint(source)
         except CheckpointError as exc:
             raise ConfigError(f"optim.init_from: {exc}") from None
+        trained = info.get("train_config") or {}
     else:
         from deepiso.realtime.onnx_model import ModelError
 
@@ -381,7 +385,17 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> dict[str
                       if {**spec.to_dict(), **mcfg.to_dict()}.get(k) != v)
         raise ConfigError(f"optim.init_from: {source} is another network than this configuration's "
                           f"(differs in {', '.join(diff) or 'its layout'})")
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}, trained
+
+
+def same_draw(cfg: TrainConfig, trained: dict) -> bool:
+    """Whether a run configured as ``trained`` (a checkpoint's ``train_config``) drew the training
+    mixtures ``cfg`` will draw: same data, seed and draw, so its epochs would come again."""
+    data = trained.get("data") or {}
+    mine = dataclasses.asdict(cfg.data)
+    keys = ("kind", "root", "train_items", "segment_seconds", "snr_db", "level_db", "voice_fill", "source_weights")
+    return (trained.get("seed") == cfg.seed and data.get("draw", 0) == cfg.data.draw
+            and all(data.get(k) == mine[k] for k in keys))
 
 
 def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
@@ -421,9 +435,14 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     last = out / "last.pt"
     resuming = last.exists() and not restart
     if cfg.optim.init_from and not resuming:
-        net.load_state_dict(initial_weights(cfg.optim.init_from, spec, mcfg))
+        state, trained = initial_weights(cfg.optim.init_from, spec, mcfg)
+        net.load_state_dict(state)
         if d.main:
             print(f"starting from the weights of {cfg.optim.init_from}", file=sys.stderr)
+            if same_draw(cfg, trained):
+                print(f"warning: {cfg.optim.init_from} was trained on the mixtures this run draws (seed "
+                      f"{cfg.seed}, data.draw {cfg.data.draw}): its epochs come again; set data.draw to "
+                      "one it did not use", file=sys.stderr)
     if resuming:
         payload = read_checkpoint(last)
         extra = payload.get("extra") or {}
