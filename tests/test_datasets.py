@@ -166,9 +166,11 @@ def test_a_new_draw_gives_new_training_items_and_the_same_validation(tmp_path, k
     plain, other = make(True), make(True, draw=1)
     for epoch in (0, 1):
         a, b = items(plain, epoch), items(other, epoch)
-        assert not any(np.array_equal(x, y) for x, y in zip(a, b)), epoch
-        assert all(np.array_equal(x, y) for x, y in zip(b, items(make(True, draw=1), epoch)))  # reproducible
-    assert all(np.array_equal(x, y) for x, y in zip(items(make(False), 0), items(make(False, draw=1), 3)))
+        assert not any(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), epoch
+        again = items(make(True, draw=1), epoch)  # reproducible
+        assert all(np.array_equal(x, y) for x, y in zip(b, again, strict=True))
+    valid, valid_other_draw = items(make(False), 0), items(make(False, draw=1), 3)
+    assert all(np.array_equal(x, y) for x, y in zip(valid, valid_other_draw, strict=True))
     with pytest.raises(ds.DatasetError, match="draw must be >= 0"):
         make(True, draw=-1)
 
