@@ -117,6 +117,8 @@ def _summary(stream: Any) -> dict[str, Any]:
         "plugin_faults": s.plugin_faults, "bypassed": s.bypassed, "errors": s.errors,
         "cpu_load": s.cpu_load, "cpu_peak": s.cpu_peak, "error": stream.error,
         "resyncs": getattr(stream, "resyncs", 0),
+        "realtime_audio_thread": getattr(stream, "realtime_priority", None),
+        "realtime_helper_threads": getattr(stream, "helper_threads_raised", 0),
     }
 
 

@@ -9,6 +9,7 @@ exact up to the server's own buffering.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -175,7 +176,8 @@ def test_virtual_microphone_carries_the_engine_output(pulse):
         rec = pulse.parec("deepiso_mic", 1, latency_ms=20, path=path)
         live = subprocess.Popen([sys.executable, "-m", "deepiso.realtime.cli", "live", "--input", "iso_in",
                                  "--output", "deepiso", "--model", "none", "--samplerate", "48000",
-                                 "--duration", "3", "--quiet"], stderr=subprocess.PIPE, text=True)
+                                 "--duration", "3", "--quiet", "--stats-json", str(pulse.root / "stats.json")],
+                                stderr=subprocess.PIPE, text=True)
         time.sleep(1.2)  # interpreter start-up and stream open
         pulse.pacat("iso_play", 2, _test_signal().tobytes()).wait(10)
         _, err = live.communicate(timeout=20)
@@ -187,6 +189,11 @@ def test_virtual_microphone_carries_the_engine_output(pulse):
         corr = np.correlate(mic, c, mode="valid")
         assert corr.max() > 0.8 * float(np.dot(c, c))  # the chirps came through the virtual mic intact
         assert "xruns" in err
+        stats = json.loads((pulse.root / "stats.json").read_text())
+        assert stats["blocks"] > 0 and stats["error"] is None
+        # the callback and the ALSA pulse plugin's two mainloop threads (capture, playback) run real-time
+        assert stats["realtime_audio_thread"] is _rt_allowed()
+        assert stats["realtime_helper_threads"] == (2 if _rt_allowed() else 0)
     finally:
         down = _deepiso("virtual-mic", "down")
     assert down.returncode == 0, down.stderr
