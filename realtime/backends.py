@@ -344,6 +344,12 @@ class LiveStream:
     def start(self) -> None:
         self._started_at = self._last_progress = time.monotonic()
         self._last_blocks = self.host.blocks
+        self._raise_helpers(self._started_at)
+
+    def _raise_helpers(self, now: float) -> None:
+        """Real-time priority for audio helper threads that appeared since the last look."""
+        self._helpers_checked_at = now
+        self.helper_threads_raised += raise_helper_threads(self._helpers_seen)
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -376,8 +382,7 @@ class LiveStream:
             return
         now = time.monotonic()
         if now - self._helpers_checked_at >= HELPER_SCAN_S:  # a (re)opened stream has new ones
-            self._helpers_checked_at = now
-            self.helper_threads_raised += raise_helper_threads(self._helpers_seen)
+            self._raise_helpers(now)
         if self._died is not None:
             reason, self._died = self._died, None
             if self.restarts >= MAX_RESTARTS:

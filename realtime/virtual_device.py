@@ -304,14 +304,31 @@ class PrivatePulseServer:
         self._realtime(proc.pid, 8)
         return proc
 
-    def pacat(self, device: str, channels: int, data: bytes, latency_ms: int = 10):
-        """Play raw float32 ``data`` on ``device``; returns the Popen (its stdin already closed)."""
+    def pacat(self, device: str, channels: int, data: bytes, latency_ms: int = 10, wait: bool = True):
+        """Play raw float32 ``data`` on ``device``; returns the Popen.
+
+        ``wait``: return once pacat has taken all but a pipe's worth of ``data`` (about the time it
+        plays for). Otherwise a thread feeds it and this returns at once, so the caller can watch a
+        stream while the clip plays; ``proc.wait()`` then tells when pacat is done.
+        """
+        import threading
+
         proc = subprocess.Popen(["pacat", "-d", device, "--raw", "--format=float32le", f"--rate={PULSE_RATE}",
                                  f"--channels={channels}", f"--latency-msec={latency_ms}"],
                                 stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self._env())
         self._realtime(proc.pid, 8)
-        proc.stdin.write(data)
-        proc.stdin.close()
+
+        def feed() -> None:
+            try:
+                proc.stdin.write(data)
+                proc.stdin.close()
+            except (BrokenPipeError, ValueError, OSError):  # pacat ended (server gone): nothing to feed
+                pass
+
+        if wait:
+            feed()
+        else:
+            threading.Thread(target=feed, daemon=True, name="deepiso-pacat").start()
         return proc
 
     def pacat_loop(self, device: str, seconds: float, channels: int = 2, level: float = 0.1):
@@ -354,7 +371,7 @@ class PrivatePulseServer:
             self._wait_for_data(path, rec, timeout=3.0)
             stream.start()
             time.sleep(lead)
-            player = self.pacat("iso_play", 2, np.ascontiguousarray(played, np.float32).tobytes())
+            player = self.pacat("iso_play", 2, np.ascontiguousarray(played, np.float32).tobytes(), wait=False)
             played_until = time.monotonic() + played.shape[0] / PULSE_RATE
             deadline = played_until + timeout
             # pacat may hand its data to the server and exit long before it is heard:
@@ -373,7 +390,7 @@ class PrivatePulseServer:
         return data[: data.size // 4 * 4].reshape(-1, 4)
 
     @staticmethod
-    def _wait_for_data(path: Path, proc, timeout: float, settle: float = 0.1) -> None:
+    def _wait_for_data(path: Path, proc, timeout: float, settle: float = 0.5) -> None:
         """Wait until the recorder ``proc`` has written to ``path`` (it is connected), then ``settle`` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.poll() is None:
