@@ -365,9 +365,8 @@ class PrivatePulseServer:
         path = self.root / f"bus-{time.monotonic_ns()}.raw"
         rec = self.parec("bus.monitor", 4, latency_ms=10, path=path, channel_map=BUS_MAP)
         try:
-            # The recorder is also what brings the bus down to small blocks: a stream started before
-            # it records starts in the null sink's 2-second blocks, in bursts of xruns that leave its
-            # round trip seconds long for the rest of the run.
+            # The recorder is also what brings the bus down to small blocks (see RouteWarmer): the
+            # stream starts once it records, not while the null sink may still run in 2-second ones.
             self._wait_for_data(path, rec, timeout=3.0)
             stream.start()
             time.sleep(lead)
