@@ -391,11 +391,14 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> tuple[di
 def same_draw(cfg: TrainConfig, trained: dict) -> bool:
     """Whether a run configured as ``trained`` (a checkpoint's ``train_config``) drew the training
     mixtures ``cfg`` will draw: same data, seed and draw, so its epochs would come again."""
-    data = trained.get("data") or {}
+    data = {"draw": 0, **(trained.get("data") or {})}  # runs from before data.draw drew draw 0
     mine = dataclasses.asdict(cfg.data)
-    keys = ("kind", "root", "train_items", "segment_seconds", "snr_db", "level_db", "voice_fill", "source_weights")
-    return (trained.get("seed") == cfg.seed and data.get("draw", 0) == cfg.data.draw
-            and all(data.get(k) == mine[k] for k in keys))
+    return trained.get("seed") == cfg.seed and all(
+        data.get(k) == v for k, v in mine.items() if k not in _NOT_IN_TRAINING_ITEMS)
+
+
+#: Data settings that leave the training items as they are.
+_NOT_IN_TRAINING_ITEMS = frozenset({"valid_items", "num_workers"})
 
 
 def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
