@@ -311,21 +311,22 @@ def test_audio_helper_threads_get_real_time_priority_once():
 
     from deepiso.realtime.backends import raise_helper_threads
 
-    ready, done = threading.Event(), threading.Event()
+    done = threading.Event()
+    named = threading.Barrier(3)  # both workers renamed, and the test thread
     tids: dict[str, int] = {}
 
     def worker(name: str) -> None:
         tids[name] = threading.get_native_id()
         with open("/proc/thread-self/comm", "w") as f:
             f.write(name)
-        ready.set() if len(tids) == 2 else None
+        named.wait(5)
         done.wait(10)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in ("threaded-ml", "other-work")]
     for t in threads:
         t.start()
     try:
-        assert ready.wait(5)
+        named.wait(5)
         seen: set[int] = set()
         raised = raise_helper_threads(seen)
         assert tids["threaded-ml"] in seen and tids["other-work"] not in seen
