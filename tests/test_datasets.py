@@ -371,3 +371,63 @@ def test_partial_reads_give_the_same_items_as_whole_files(tmp_path, file_rate, c
                 np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), atol=1e-6, err_msg=f"{key} {i}")
     assert bool(partial._info) and (all(v is not None for v in partial._info.values()) == (file_rate == 16_000))
     assert not partial._cache if file_rate == 16_000 else partial._cache  # nothing decoded whole at the mix rate
+
+
+def _peak_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.fft.rfftfreq(x.size, 1 / rate)[spec.argmax()])
+
+
+def test_speed_plays_voice_and_background_faster_or_slower_independently_in_training_only(tmp_path):
+    rate, seconds = 16_000, 3.0
+    t = np.arange(int(rate * seconds)) / rate
+    records = []
+    for kind, hz in (("voice", 500.0), ("background", 2000.0)):
+        (tmp_path / kind).mkdir()
+        sf.write(tmp_path / kind / "tone.wav", 0.3 * np.sin(2 * np.pi * hz * t), rate)
+        records.append({"path": f"{kind}/tone.wav", "kind": kind, "category": "speech" if kind == "voice" else
+                        "music", "source": f"tone-{kind}", "license": "CC0", "duration": seconds, "split": "train"})
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    files = ds.manifest_sources(tmp_path)
+    common = {"rate": rate, "samples": 16_000, "items": 40, "seed": 5, "loopback": 0.0, "voice_fill": (0.6, 0.9)}
+    sped = ds.SourceMixDataset(files, speed=0.5, speed_factor=(0.8, 1.25), **common)
+    plain = ds.SourceMixDataset(files, **common)
+    off = ds.SourceMixDataset(files, speed=0.0, speed_factor=(0.8, 1.25), **common)
+    valid = ds.SourceMixDataset(files, speed=1.0, train=False, **common)
+    voice_f, bg_f = [], []
+    for i in range(40):
+        voc = sped[i]["vocals"].numpy()[0]
+        acc = sped[i]["mixture"].numpy()[0] - voc
+        active = np.flatnonzero(np.abs(voc) > 1e-4)
+        assert 0.6 * 16_000 - 30 <= active[-1] + 1 - active[0] <= 0.9 * 16_000 + 1, i  # the drawn voice length, sped or not
+        voice_f.append(_peak_hz(voc[active[0] : active[-1] + 1], rate) / 500.0)
+        bg_f.append(_peak_hz(acc, rate) / 2000.0)
+        assert np.array_equal(off[i]["mixture"].numpy(), plain[i]["mixture"].numpy())  # off: the same items
+        v_voc = valid[i]["vocals"].numpy()[0]
+        v_act = np.flatnonzero(np.abs(v_voc) > 1e-4)
+        assert abs(_peak_hz(v_voc[v_act[0] : v_act[-1] + 1], rate) - 500.0) < 3  # never in validation
+    voice_f, bg_f = np.array(voice_f), np.array(bg_f)
+    for f in (voice_f, bg_f):
+        assert np.all((f > 0.79) & (f < 1.26)), f  # pitch moves by the drawn factor, inside the range
+        unchanged = np.abs(f - 1) < 0.01
+        assert 8 <= unchanged.sum() <= 32, f  # about half the parts keep their speed
+        assert np.any(f < 0.95) and np.any(f > 1.05)  # slower and faster both drawn
+    assert not np.array_equal(np.abs(voice_f - 1) < 0.01, np.abs(bg_f - 1) < 0.01)  # voice and background apart
+    for bad, match in [({"speed": 1.5}, "speed must be a probability"),
+                       ({"speed_factor": (1.2, 0.9)}, "speed_factor must be"),
+                       ({"speed_factor": (0.3, 1.0)}, "speed_factor must be")]:
+        with pytest.raises(ds.DatasetError, match=match):
+            ds.SourceMixDataset(files, **{**common, **bad})
+
+
+def test_change_speed_moves_pitch_and_length_by_the_factor():
+    rate = 16_000
+    x = np.stack([np.sin(2 * np.pi * 440 * np.arange(rate) / rate)] * 2).astype(np.float32)
+    for factor in (0.85, 1.0, 1.18):
+        y = ds.change_speed(x, factor, round(rate / factor))
+        assert y.shape == (2, round(rate / factor)) and y.dtype == np.float32
+        assert _peak_hz(y[0, 1000:-1000], rate) == pytest.approx(440 * factor, abs=1.0)
+    assert ds.change_speed(x, 1.1, 20_000)[:, 15_000:].max() == 0.0  # padded past the input's end
+    assert ds.change_speed(x[:, :0], 1.1, 10).shape == (2, 10)
+    with pytest.raises(ValueError, match="speed factor must be > 0"):
+        ds.change_speed(x, 0.0, 10)

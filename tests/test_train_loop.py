@@ -1,6 +1,7 @@
 """`deepiso train` end to end on tiny datasets of every layout: steps, validation, checkpoints, exact resume
 after a kill, DDP through torchrun, and the configuration file."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -152,6 +153,18 @@ def test_a_phase_from_another_runs_weights_is_told_when_it_would_replay_that_run
         train(other)
         err = capsys.readouterr().err
         assert "starting from the weights of" in err and "its epochs come again" not in err, change
+
+
+def test_a_checkpoint_that_predates_a_data_setting_drew_with_its_default():
+    from deepiso.train.loop import same_draw
+
+    cfg = TrainConfig.from_dict({"data": {"kind": "manifest", "root": "corpus"}})
+    trained = {"seed": cfg.seed, "data": {k: v for k, v in dataclasses.asdict(cfg.data).items()
+                                          if k not in ("draw", "speed", "speed_factor", "quiet")}}
+    assert same_draw(cfg, trained)  # written before those settings existed: they were off
+    for change in ("data.speed=0.5", "data.draw=1", "data.quiet=0.25", "seed=1"):
+        assert not same_draw(cfg.with_overrides([change]), trained), change
+    assert same_draw(cfg.with_overrides(["data.valid_items=8", "data.num_workers=2"]), trained)
 
 
 def test_ddp_two_cpu_processes_with_torchrun(tmp_path):

@@ -58,6 +58,10 @@ class DataConfig:
     quiet_seconds: list[float] = field(default_factory=lambda: [0.25, 2.0])
     quiet_level_db: list[float] = field(default_factory=lambda: [-100.0, -50.0])
     quiet_hiss: float = 0.5  # share of quiet stretches that are hiss (white to brown noise), not the background
+    # probability that a training item's voice, and independently its background, is played faster or
+    # slower (pitch, formants and tempo together) by a factor drawn log-uniformly from speed_factor
+    speed: float = 0.0
+    speed_factor: list[float] = field(default_factory=lambda: [0.85, 1.18])
     # training-split sampling weight multipliers by corpus source name (e.g. {"mma-midi": 0.3})
     source_weights: dict[str, float] = field(default_factory=dict)
     num_workers: int = 0

@@ -606,6 +606,24 @@ def band_limit(x: np.ndarray, rate: int, bandwidth: float) -> np.ndarray:
     return y if y.shape[1] == n else np.pad(y, ((0, 0), (0, n - y.shape[1])))
 
 
+def change_speed(x: np.ndarray, factor: float, length: int) -> np.ndarray:
+    """``(channels, n)`` played ``factor`` times as fast, as a tape or a sampler does: pitch, formants
+    and tempo all move by ``factor`` (a voice of another size, speaking faster or slower).
+
+    Resampled with soxr as if recorded at ``factor`` times the rate; the result is cut or padded
+    with zeros to ``length`` frames (``round(n / factor)`` for the whole input).
+    """
+    import soxr
+
+    if not factor > 0:
+        raise ValueError(f"speed factor must be > 0, got {factor}")
+    if x.shape[1] == 0:
+        return np.zeros((x.shape[0], length), np.float32)
+    y = soxr.resample(np.ascontiguousarray(x.T, dtype=np.float32), 1000.0 * factor, 1000.0, quality="HQ")
+    y = np.ascontiguousarray(y.T[:, :length], dtype=np.float32)
+    return y if y.shape[1] == length else np.pad(y, ((0, 0), (0, length - y.shape[1])))
+
+
 def hiss(rng: np.random.Generator, shape: tuple[int, ...], slope: float) -> np.ndarray:
     """Gaussian noise of ``shape`` (channels, n) whose power falls as ``f ** slope`` (0 white, -1 pink,
     -2 brown), float32, unit-ish scale (callers set the level)."""
@@ -647,6 +665,12 @@ class SourceMixDataset(EpochDataset):
     picks up in a quiet room. Live input has such stretches (a muted microphone, a pause
     in the music) and the recurrent state must come out of them ready for the
     voice that follows; without them every item is loud from its first frame.
+
+    With probability ``speed`` each, a training item's voice and its background
+    are played faster or slower (:func:`change_speed`) by a factor drawn
+    log-uniformly from ``speed_factor``: pitch, formants and tempo move
+    together, as in Demucs' repitch augmentation, so a few speakers stand in
+    for voices of other sizes and a few hours of music for other keys and tempi.
     """
 
     def __init__(self, files: Sequence[SourceFile], rate: int, samples: int, items: int, channels: int = 1,
@@ -656,7 +680,7 @@ class SourceMixDataset(EpochDataset):
                  band_match: float = 0.0, partial_reads: bool = True, quiet: float = 0.0,
                  quiet_seconds: tuple[float, float] = (0.25, 2.0),
                  quiet_level_db: tuple[float, float] = (-100.0, -50.0), quiet_hiss: float = 0.5,
-                 draw: int = 0) -> None:
+                 speed: float = 0.0, speed_factor: tuple[float, float] = (0.85, 1.18), draw: int = 0) -> None:
         super().__init__(seed, items, train, draw)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
@@ -683,6 +707,12 @@ class SourceMixDataset(EpochDataset):
             raise DatasetError(f"quiet_hiss must be a probability in [0, 1], got {quiet_hiss}")
         self.quiet, self.quiet_seconds, self.quiet_level_db = quiet, tuple(quiet_seconds), tuple(quiet_level_db)
         self.quiet_hiss = quiet_hiss
+        if not 0.0 <= speed <= 1.0:
+            raise DatasetError(f"speed must be a probability in [0, 1], got {speed}")
+        if len(speed_factor) != 2 or not 0.5 <= speed_factor[0] <= speed_factor[1] <= 2.0:
+            raise DatasetError(f"speed_factor must be [low, high] with 0.5 <= low <= high <= 2, "
+                               f"got {list(speed_factor)}")
+        self.speed, self.speed_factor = speed, (float(speed_factor[0]), float(speed_factor[1]))
         self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._cached = 0
@@ -767,12 +797,20 @@ class SourceMixDataset(EpochDataset):
         if voice_frames is None:
             voice_frames = self._load(voice_file).shape[1]
         fill = float(rng.uniform(*self.voice_fill))
-        vlen = max(1, min(int(fill * n), voice_frames))
+        voice_speed, bg_speed = self._speed(rng), self._speed(rng)
+        vlen = max(1, min(int(fill * n), int(voice_frames / voice_speed)))
         vstart = int(rng.integers(0, n - vlen + 1))
         voice = np.zeros((self.channels, n), np.float32)
-        seg = self._segment(voice_file, vlen, rng, loop=False)
-        voice[:, vstart : vstart + vlen] = seg
-        bg = self._segment(bg_file, n, rng, loop=True).astype(np.float32)
+        if voice_speed == 1.0:
+            seg = self._segment(voice_file, vlen, rng, loop=False)
+        else:
+            seg = self._segment(voice_file, min(voice_frames, max(1, round(vlen * voice_speed))), rng, loop=False)
+            seg = change_speed(seg, voice_speed, min(vlen, round(seg.shape[1] / voice_speed)))
+        voice[:, vstart : vstart + seg.shape[1]] = seg
+        if bg_speed == 1.0:
+            bg = self._segment(bg_file, n, rng, loop=True).astype(np.float32)
+        else:
+            bg = change_speed(self._segment(bg_file, round(n * bg_speed), rng, loop=True), bg_speed, n)
         if self.train and self.band_match > 0 and float(rng.uniform()) < self.band_match \
                 and 0 < voice_file.bandwidth < 0.95 * self.rate / 2:
             bg = band_limit(bg, self.rate, voice_file.bandwidth)
@@ -798,6 +836,15 @@ class SourceMixDataset(EpochDataset):
         if self.train and self.quiet > 0 and float(rng.uniform()) < self.quiet:
             self._quiet_stretch(mix, voice, rng)
         return {"mixture": torch.from_numpy(mix), "vocals": torch.from_numpy(voice)}
+
+    def _speed(self, rng: np.random.Generator) -> float:
+        """A speed factor for one part of a training item: 1.0, or with probability ``speed`` one drawn
+        log-uniformly from ``speed_factor`` (draws nothing when ``speed`` is 0, so the items stay those
+        of a dataset without it)."""
+        if not self.train or self.speed <= 0 or float(rng.uniform()) >= self.speed:
+            return 1.0
+        low, high = self.speed_factor
+        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
     def _quiet_stretch(self, mix: np.ndarray, voice: np.ndarray, rng: np.random.Generator) -> None:
         """Make a random stretch of the item voice-free and quiet, in place (see the class notes)."""

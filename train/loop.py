@@ -40,7 +40,7 @@ from deepiso.realtime.frame import FrameSpec
 from . import datasets as ds
 from .augment import AWGN, Augment, ChannelSwap, RandomGain, Remix
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from .config import ConfigError, OptimConfig, TrainConfig
+from .config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from .features import Frontend, features, from_features
 from .losses import LossWeights, combined_loss, si_sdr
 from .model import IsolatorNet, ModelConfig, build_model, get_config
@@ -126,6 +126,7 @@ def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, 
                                            loopback=cfg.augment.loopback, band_match=d.band_match, quiet=d.quiet,
                                            quiet_seconds=tuple(d.quiet_seconds),
                                            quiet_level_db=tuple(d.quiet_level_db), quiet_hiss=d.quiet_hiss,
+                                           speed=d.speed, speed_factor=tuple(d.speed_factor),
                                            **mix, **common)
             # Loopback is a training augmentation: validation measures the real task
             # (a silent-accompaniment item would score an SI-SDR of the mixture near +inf).
@@ -391,7 +392,8 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> tuple[di
 def same_draw(cfg: TrainConfig, trained: dict) -> bool:
     """Whether a run configured as ``trained`` (a checkpoint's ``train_config``) drew the training
     mixtures ``cfg`` will draw: same data, seed and draw, so its epochs would come again."""
-    data = {"draw": 0, **(trained.get("data") or {})}  # runs from before data.draw drew draw 0
+    # a setting a run's configuration predates (data.draw, data.speed, ...) had its default, off
+    data = {**dataclasses.asdict(DataConfig()), **(trained.get("data") or {})}
     mine = dataclasses.asdict(cfg.data)
     return trained.get("seed") == cfg.seed and all(
         data.get(k) == v for k, v in mine.items() if k not in _NOT_IN_TRAINING_ITEMS)
