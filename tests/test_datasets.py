@@ -399,7 +399,7 @@ def test_speed_plays_voice_and_background_faster_or_slower_independently_in_trai
         voc = sped[i]["vocals"].numpy()[0]
         acc = sped[i]["mixture"].numpy()[0] - voc
         active = np.flatnonzero(np.abs(voc) > 1e-4)
-        assert 0.6 * 16_000 - 30 <= active[-1] + 1 - active[0] <= 0.9 * 16_000 + 1, i  # the drawn voice length, sped or not
+        assert 0.6 * 16_000 - 30 <= active[-1] + 1 - active[0] <= 0.9 * 16_000 + 1, i  # the drawn voice length
         voice_f.append(_peak_hz(voc[active[0] : active[-1] + 1], rate) / 500.0)
         bg_f.append(_peak_hz(acc, rate) / 2000.0)
         assert np.array_equal(off[i]["mixture"].numpy(), plain[i]["mixture"].numpy())  # off: the same items
