@@ -364,7 +364,9 @@ def learning_rate(o: OptimConfig, step: int, total_steps: int) -> float:
 
 def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> tuple[dict[str, torch.Tensor], dict]:
     """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this
-    network, and the training configuration it records (``{}`` when none)."""
+    network, and the training configuration it records (``{}`` when none). A narrower network of the
+    same frame contract is widened to this one (:func:`deepiso.train.widen.widen`: the same function,
+    more units)."""
     trained: dict = {}
     if source.endswith(".pt"):
         try:
@@ -381,6 +383,19 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> tuple[di
             net, _ = import_onnx(source)
         except (ModelError, OnnxImportError) as exc:
             raise ConfigError(f"optim.init_from: {exc}") from None
+    if net.spec.to_dict() == spec.to_dict() and net.cfg.to_dict() != mcfg.to_dict():
+        from .widen import WIDTH_FIELDS, WidenError, output_change, widen
+
+        try:
+            wide = widen(net, mcfg, seed=derive_seed(0, "widen"))
+        except WidenError:
+            pass  # not a widening: refused below, naming what differs
+        else:
+            grown = ", ".join(f"{k} {getattr(net.cfg, k)} -> {getattr(mcfg, k)}" for k in WIDTH_FIELDS
+                              if getattr(net.cfg, k) != getattr(mcfg, k))
+            print(f"widened {source} ({grown}; {net.num_parameters():,} -> {wide.num_parameters():,} parameters, "
+                  f"output moved by at most {output_change(net.eval(), wide.eval()):.2g})", file=sys.stderr)
+            net = wide
     if net.spec.to_dict() != spec.to_dict() or net.cfg.to_dict() != mcfg.to_dict():
         diff = sorted(k for k, v in {**net.spec.to_dict(), **net.cfg.to_dict()}.items()
                       if {**spec.to_dict(), **mcfg.to_dict()}.get(k) != v)
