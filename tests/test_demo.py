@@ -71,8 +71,13 @@ def _demo(folder, *args):
 
 
 def test_demo_isolates_the_voice_live_with_the_default_model(tmp_path):
-    # Two cores shared with other work: a run whose duplex stream fell into xruns is retried (as the
-    # live tests retry an over-long delay); the shipped model gives +4.3 dB on this clip offline.
+    # Two cores shared with other work: a run whose duplex stream fell into xruns (the voice lost, or
+    # the round trip left longer for the rest of the run) is retried, as the live tests retry an
+    # over-long delay; the shipped model gives +4.3 dB on this clip offline.
+    def good(r: dict) -> bool:
+        return r["si_sdr_improvement_db"] > 2.5 and \
+            r["reported_latency_ms"] - 5 <= r["measured_delay_ms"] <= r["reported_latency_ms"] + 80
+
     results = []
     for attempt in range(3):
         out = _demo(tmp_path / str(attempt))
@@ -83,11 +88,9 @@ def test_demo_isolates_the_voice_live_with_the_default_model(tmp_path):
             assert (folder / name).stat().st_size > 10_000, name
         assert result["si_sdr_mixture_db"] > -2.0, json.dumps(result)  # the input was followed through any slips
         results.append(result)
-        if result["si_sdr_improvement_db"] > 2.5:
+        if good(result):
             break
-    assert results[-1]["si_sdr_improvement_db"] > 2.5, json.dumps(results)
-    r = results[-1]
-    assert r["reported_latency_ms"] - 5 <= r["measured_delay_ms"] <= r["reported_latency_ms"] + 80, json.dumps(r)
+    assert good(results[-1]), json.dumps(results)
 
 
 def test_demo_with_a_missing_model_says_so(tmp_path):
