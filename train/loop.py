@@ -362,7 +362,8 @@ def learning_rate(o: OptimConfig, step: int, total_steps: int) -> float:
     return rate
 
 
-def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> tuple[dict[str, torch.Tensor], dict]:
+def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
+                    verbose: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
     """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this
     network, and the training configuration it records (``{}`` when none). A narrower network of the
     same frame contract is widened to this one (:func:`deepiso.train.widen.widen`: the same function,
@@ -393,8 +394,10 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig) -> tuple[di
         else:
             grown = ", ".join(f"{k} {getattr(net.cfg, k)} -> {getattr(mcfg, k)}" for k in WIDTH_FIELDS
                               if getattr(net.cfg, k) != getattr(mcfg, k))
-            print(f"widened {source} ({grown}; {net.num_parameters():,} -> {wide.num_parameters():,} parameters, "
-                  f"output moved by at most {output_change(net.eval(), wide.eval()):.2g})", file=sys.stderr)
+            if verbose:
+                print(f"widened {source} ({grown}; {net.num_parameters():,} -> {wide.num_parameters():,} "
+                      f"parameters, output moved by at most {output_change(net.eval(), wide.eval()):.2g})",
+                      file=sys.stderr)
             net = wide
     if net.spec.to_dict() != spec.to_dict() or net.cfg.to_dict() != mcfg.to_dict():
         diff = sorted(k for k, v in {**net.spec.to_dict(), **net.cfg.to_dict()}.items()
@@ -455,7 +458,7 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     last = out / "last.pt"
     resuming = last.exists() and not restart
     if cfg.optim.init_from and not resuming:
-        state, trained = initial_weights(cfg.optim.init_from, spec, mcfg)
+        state, trained = initial_weights(cfg.optim.init_from, spec, mcfg, verbose=d.main)
         net.load_state_dict(state)
         if d.main:
             print(f"starting from the weights of {cfg.optim.init_from}", file=sys.stderr)
