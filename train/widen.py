@@ -75,7 +75,8 @@ class _Map:
 
 
 def _rows(w: Tensor, m: _Map, gates: int = 1) -> Tensor:
-    """Rows of ``w`` for the new units (``gates`` stacked blocks, as an LSTM's i, f, g, o)."""
+    """Rows (or, of a vector, entries) of ``w`` for the new units (``gates`` stacked blocks, as an
+    LSTM's i, f, g, o)."""
     old = w.shape[0] // gates
     idx = np.concatenate([g * old + m.source for g in range(gates)])
     return w[torch.from_numpy(idx)]
@@ -109,7 +110,7 @@ def widen(net: IsolatorNet, cfg: ModelConfig, *, noise: float = 0.1, seed: int =
         if cols is not None:
             w = _cols(w, cols)
         if rows is not None:
-            w, b = _rows(w, rows), _rows(b[:, None], rows)[:, 0]
+            w, b = _rows(w, rows), _rows(b, rows)
         out[f"{prefix}.weight"], out[f"{prefix}.bias"] = w, b
 
     # the encoded context: K frames of the encoder's width, or the frames themselves
@@ -124,19 +125,20 @@ def widen(net: IsolatorNet, cfg: ModelConfig, *, noise: float = 0.1, seed: int =
         pre = _Map.grow(old.pre_fc, cfg.pre_fc, rng, noise)
         grow_linear("pre_fc.0", pre, z)
         z, z_width = pre, old.pre_fc
-    for name in ("weight", "bias"):
-        if f"in_norm.{name}" in src:
-            out[f"in_norm.{name}"] = _rows(src[f"in_norm.{name}"][:, None], z)[:, 0]
+    def grow_norm(prefix: str, m: _Map) -> None:  # a LayerNorm's gain and bias (absent with norm "none")
+        for name in ("weight", "bias"):
+            if f"{prefix}.{name}" in src:
+                out[f"{prefix}.{name}"] = _rows(src[f"{prefix}.{name}"], m)
+
+    grow_norm("in_norm", z)
     hid = _Map.grow(old.hidden, cfg.hidden, rng, noise)
     for layer in range(old.layers):
         reads = z if layer == 0 else hid
         out[f"lstm.weight_ih_l{layer}"] = _rows(_cols(src[f"lstm.weight_ih_l{layer}"], reads), hid, 4)
         out[f"lstm.weight_hh_l{layer}"] = _rows(_cols(src[f"lstm.weight_hh_l{layer}"], hid), hid, 4)
         for b in ("bias_ih", "bias_hh"):
-            out[f"lstm.{b}_l{layer}"] = _rows(src[f"lstm.{b}_l{layer}"][:, None], hid, 4)[:, 0]
-    for name in ("weight", "bias"):
-        if f"out_norm.{name}" in src:
-            out[f"out_norm.{name}"] = _rows(src[f"out_norm.{name}"][:, None], hid)[:, 0]
+            out[f"lstm.{b}_l{layer}"] = _rows(src[f"lstm.{b}_l{layer}"], hid, 4)
+    grow_norm("out_norm", hid)
     reads = z.concat(hid, z_width) if old.skip else hid  # the head reads [z, LSTM output]
     linears = [i for i, m in enumerate(net.head) if isinstance(m, torch.nn.Linear)]
     fc_old, fc_new = old.fc_width or old.hidden, cfg.fc_width or cfg.hidden  # 0: the LSTM's width
