@@ -365,9 +365,10 @@ def learning_rate(o: OptimConfig, step: int, total_steps: int) -> float:
 def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
                     verbose: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
     """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this
-    network, and the training configuration it records (``{}`` when none). A narrower network of the
-    same frame contract is widened to this one (:func:`deepiso.train.widen.widen`: the same function,
-    more units)."""
+    network, and the training configuration it records (``{}`` when none). A network with another
+    awareness window gets this one's (:func:`deepiso.train.reframe.reframe`: each context position keeps
+    its weights, a new one starts at zero), and a narrower one is widened to this one
+    (:func:`deepiso.train.widen.widen`: the same function, more units)."""
     trained: dict = {}
     if source.endswith(".pt"):
         try:
@@ -384,6 +385,20 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
             net, _ = import_onnx(source)
         except (ModelError, OnnxImportError) as exc:
             raise ConfigError(f"optim.init_from: {exc}") from None
+    if net.spec.to_dict() != spec.to_dict():
+        from .reframe import WINDOW_FIELDS, ReframeError, reframe
+
+        try:
+            moved = reframe(net, spec)
+        except ReframeError:
+            pass  # another frame contract: refused below, naming what differs
+        else:
+            if verbose:
+                window = ", ".join(f"{k} {getattr(net.spec, k)} -> {getattr(spec, k)}" for k in WINDOW_FIELDS
+                                   if getattr(net.spec, k) != getattr(spec, k))
+                print(f"moved the awareness window of {source} ({window}; new positions start at zero)",
+                      file=sys.stderr)
+            net = moved
     if net.spec.to_dict() == spec.to_dict() and net.cfg.to_dict() != mcfg.to_dict():
         from .widen import WIDTH_FIELDS, WidenError, output_change, widen
 
