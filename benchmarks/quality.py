@@ -206,7 +206,7 @@ def spectral_apply(x: np.ndarray, spec: FrameSpec, frame_fn) -> np.ndarray:
     padded = np.concatenate([x, np.zeros(spec.n_fft, np.float32)])  # so the last samples are synthesised
     frames = dsp.stft(padded, spec)
     y = dsp.istft(frame_fn(frames), spec)
-    return dsp.align(y, spec.n_fft - spec.hop, n)
+    return dsp.align(y, spec.synthesis_delay, n)
 
 
 class ModelSystem(System):

@@ -108,7 +108,7 @@ def separate(spec: FrameSpec, run: Runner, mixture: np.ndarray) -> np.ndarray:
     frames = dsp.stft(mixture, spec)
     x = np.ascontiguousarray(dsp.awareness(dsp.features(frames), spec.past_frames, spec.future_frames))
     voice = dsp.istft(vocal_spectrum(spec, run(x), frames), spec)
-    return dsp.align(voice, spec.n_fft - spec.hop, mixture.shape[-1])
+    return dsp.align(voice, spec.synthesis_delay, mixture.shape[-1])
 
 
 def find_mixtures(folder: str | Path) -> list[tuple[Path, Path]]:

@@ -16,7 +16,7 @@ from .version import __version__
 
 def _cmd_latency(args: argparse.Namespace) -> int:
     spec = FrameSpec(sample_rate=args.sample_rate, n_fft=args.n_fft, hop=args.hop, window=args.window,
-                     past_frames=args.past, future_frames=args.future)
+                     past_frames=args.past, future_frames=args.future, synthesis_length=args.synthesis_length)
     block = args.blocksize
     samples = spec.latency_samples(block)
     print(f"frame spec: {spec.to_json()}")
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", default="hann")
     p.add_argument("--past", type=int, default=4, help="awareness: past frames")
     p.add_argument("--future", type=int, default=0, help="awareness: future (look-ahead) frames")
+    p.add_argument("--synthesis-length", type=int, default=0,
+                   help="span of the synthesis window; shorter than --n-fft is a low-delay synthesis "
+                        "(default 0: n-fft)")
     p.add_argument("--blocksize", type=int, default=None, help="device block size (default: any)")
     p.set_defaults(func=_cmd_latency)
 

@@ -9,7 +9,8 @@ sample has arrived. A signal of ``N`` samples has ``N // hop`` frames.
 Synthesis is weighted overlap-add with the synthesis window that makes
 analysis followed by synthesis the identity (:func:`synthesis_window`). After
 frame ``t`` the synthesiser emits ``hop`` finished samples; the emitted stream
-``s`` satisfies ``s[i] = x[i - (n_fft - hop)]`` for the identity.
+``s`` satisfies ``s[i] = x[i - (n_fft - hop)]`` for the identity, or
+``s[i] = x[i - (synthesis_length - hop)]`` with a low-delay synthesis.
 
 Layouts: offline functions take ``(..., samples)`` and return
 ``(..., frames, bins)``; streaming blocks are ``(samples, channels)`` like the
@@ -85,15 +86,57 @@ def analysis_window(name: str, n_fft: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def synthesis_window(name: str, n_fft: int, hop: int) -> np.ndarray:
-    """Synthesis window for perfect reconstruction by weighted overlap-add.
+def _low_delay_product(name: str, hop: int, length: int) -> tuple[np.ndarray, float]:
+    """The named window of ``length`` samples divided by its overlap-add at ``hop`` (float64), and the
+    overlap's minimum relative to the window's peak (0: some sample is never covered)."""
+    g = make_window(name, length).astype(np.float64)
+    ola = np.zeros(length)
+    for shift in range(-(length // hop) * hop, length, hop):
+        lo, hi = max(0, shift), min(length, length + shift)
+        if lo < hi:
+            ola[lo:hi] += g[lo - shift : hi - shift]
+    floor = float(ola.min() / max(g.max(), 1e-30))
+    return g / np.maximum(ola, 1e-12), floor
 
-    ``w_s = w / sum_k w^2(n + k*hop)``, divided by the analysis scale;
-    float32 ``(n_fft,)``.
+
+def low_delay_floor(name: str, n_fft: int, hop: int, length: int) -> float:
+    """How well a low-delay synthesis of ``length`` samples covers the signal (see
+    :func:`synthesis_window`): the smallest overlap of its windows relative to their peak, or 0 when
+    the analysis window vanishes where the synthesis window must divide by it."""
+    _, floor = _low_delay_product(name, hop, length)
+    tail = make_window(name, n_fft).astype(np.float64)[n_fft - length :]
+    return floor if tail.min() > 0.0 else 0.0
+
+
+def synthesis_window(name: str, n_fft: int, hop: int, length: int = 0) -> np.ndarray:
+    """Synthesis window for perfect reconstruction by weighted overlap-add; float32 ``(n_fft,)``.
+
+    ``length`` 0 (or ``n_fft``): the full window, ``w_s = w / sum_k w^2(n + k*hop)``, divided by
+    the analysis scale; the output is delayed by ``n_fft - hop``.
+
+    A shorter ``length`` gives a low-delay synthesis: ``w_s`` is zero but for the newest
+    ``length`` samples of the frame, where analysis times synthesis is the named window of
+    ``length`` samples normalised to overlap-add to one at ``hop`` (``w_s = g / w_a`` there). Each
+    frame then only shapes its newest ``length`` samples, so a sample is finished ``length - hop``
+    samples after it arrived, while the analysis (and the model's frequency resolution) still
+    spans ``n_fft``. The price is that ``w_s`` grows towards the frame's end, where the analysis
+    window is small (up to ``(n_fft / length)**2``-fold for a Hann window), so errors in the
+    processed spectrum weigh more there than with the full window.
     """
-    w, energy = _window_energy(name, n_fft, hop)
-    ws = w / np.maximum(energy, 1e-12) / _spectrum_scale(name, n_fft)
+    if length in (0, n_fft):
+        w, energy = _window_energy(name, n_fft, hop)
+        ws = w / np.maximum(energy, 1e-12) / _spectrum_scale(name, n_fft)
+        return ws.astype(np.float32)
+    product, _ = _low_delay_product(name, hop, length)
+    analysis = make_window(name, n_fft).astype(np.float64) * _spectrum_scale(name, n_fft)
+    ws = np.zeros(n_fft)
+    ws[n_fft - length :] = product / np.maximum(analysis[n_fft - length :], 1e-30)
     return ws.astype(np.float32)
+
+
+def spec_synthesis_window(spec: FrameSpec) -> np.ndarray:
+    """:func:`synthesis_window` of ``spec`` (its window, frame, hop and synthesis length)."""
+    return synthesis_window(spec.window, spec.n_fft, spec.hop, spec.synthesis_length)
 
 
 # ----------------------------------------------------------------------------
@@ -119,14 +162,15 @@ def istft(frames: np.ndarray, spec: FrameSpec) -> np.ndarray:
 
     ``frames``: complex ``(..., T, n_bins)``. Returns float32 ``(..., T * hop)``:
     exactly what the streaming synthesiser emits for those frames, i.e. the
-    signal delayed by ``n_fft - hop`` samples (see :func:`align`).
+    signal delayed by ``spec.synthesis_span - hop`` samples (``n_fft - hop``
+    unless the synthesis is low-delay; see :func:`align`).
     """
     frames = np.asarray(frames)
     n_frames = frames.shape[-2]
     n_fft, hop = spec.n_fft, spec.hop
     parts = -(-n_fft // hop)
     time = np.fft.irfft(frames, n=n_fft, axis=-1).astype(np.float32, copy=False)
-    time = time * synthesis_window(spec.window, n_fft, hop)
+    time = time * spec_synthesis_window(spec)
     if parts * hop != n_fft:
         time = np.concatenate(
             [time, np.zeros(time.shape[:-1] + (parts * hop - n_fft,), np.float32)], axis=-1
@@ -137,7 +181,8 @@ def istft(frames: np.ndarray, spec: FrameSpec) -> np.ndarray:
         seg = time[..., r * hop : (r + 1) * hop]
         view = out[..., r * hop : r * hop + n_frames * hop].reshape(lead + (n_frames, hop))
         view += seg
-    return out[..., : n_frames * hop]
+    skip = n_fft - spec.synthesis_span  # the oldest samples of a frame that no synthesis window covers
+    return out[..., skip : skip + n_frames * hop]
 
 
 def align(stream: np.ndarray, delay: int, length: int) -> np.ndarray:
@@ -209,9 +254,10 @@ def _analyze(inbuf, window, hop, scratch, spectrum, axes, ctx):  # pragma: no co
 
 
 @numba.njit(cache=True, nogil=True)
-def _synthesize(ri, synth_window, hop, spectrum, scratch, axes, acc, fifo, level):  # pragma: no cover
+def _synthesize(ri, synth_window, hop, skip, spectrum, scratch, axes, acc, fifo, level):  # pragma: no cover
     # ri (C, 2*bins) real+imag → irfft * synth window, overlap-added into acc
-    # (C, n_fft); the hop finished samples are appended to fifo (C, cap) at level.
+    # (C, n_fft); the hop finished samples from acc[skip] on (skip: the frame's
+    # oldest samples no synthesis window covers) are appended to fifo (C, cap) at level.
     n_ch, n_fft = acc.shape
     bins = spectrum.shape[1]
     scale = 1.0 / n_fft
@@ -222,7 +268,7 @@ def _synthesize(ri, synth_window, hop, spectrum, scratch, axes, acc, fifo, level
         for i in range(n_fft):
             acc[c, i] += scratch[i] * synth_window[i]
         for i in range(hop):
-            fifo[c, level + i] = acc[c, i]
+            fifo[c, level + i] = acc[c, skip + i]
         for i in range(n_fft - hop):
             acc[c, i] = acc[c, i + hop]
         for i in range(n_fft - hop, n_fft):
@@ -312,7 +358,8 @@ class StreamSynthesizer:
     def __init__(self, spec: FrameSpec, channels: int) -> None:
         self.spec = spec
         self.channels = channels
-        self.synth_window = synthesis_window(spec.window, spec.n_fft, spec.hop)
+        self.synth_window = spec_synthesis_window(spec)
+        self._skip = spec.n_fft - spec.synthesis_span
         self.acc = np.zeros((channels, spec.n_fft), np.float32)
         self._spectrum = np.zeros((channels, spec.n_bins), np.complex64)
         self._scratch = np.zeros(spec.n_fft, np.float32)
@@ -323,7 +370,7 @@ class StreamSynthesizer:
 
     def synthesize(self, ri: np.ndarray, fifo: np.ndarray, level: int) -> None:
         """Overlap-add ``ri`` (``(C, 2*n_bins)`` float32) and append ``hop`` samples to ``fifo`` at ``level``."""
-        _synthesize(ri, self.synth_window, self.spec.hop, self._spectrum, self._scratch, self._axes,
+        _synthesize(ri, self.synth_window, self.spec.hop, self._skip, self._spectrum, self._scratch, self._axes,
                     self.acc, fifo, level)
 
 

@@ -7,6 +7,13 @@ becomes audio again:
 * ``past_frames`` / ``future_frames`` define *awareness*: the model sees the
   features of ``past_frames`` earlier frames, the current frame and
   ``future_frames`` later frames, concatenated oldest first;
+* ``synthesis_length`` (0: ``n_fft``) is the span of the synthesis window.
+  The full span is the usual weighted overlap-add, and its delay is
+  ``n_fft - hop``. A shorter one is a *low-delay* synthesis: the window only
+  covers the newest ``synthesis_length`` samples of each frame, and the
+  delay drops to ``synthesis_length - hop``. The analysis window and with it
+  the frequency resolution the model sees stay the same (see
+  :func:`deepiso.realtime.dsp.synthesis_window`);
 * ``features`` is the per-frame feature layout; ``"ri"`` is the report's
   doubling: the real parts of all ``n_fft // 2 + 1`` bins followed by their
   imaginary parts;
@@ -27,8 +34,10 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-#: Version of the serialised form. A reader refuses a newer one.
-FORMAT_VERSION = 1
+#: Version of the serialised form. A reader refuses a newer one. Version 2
+#: added ``synthesis_length``; a spec with the full synthesis is still written
+#: as version 1 (without the field), so the deepiso releases before it read it.
+FORMAT_VERSION = 2
 
 WINDOWS = ("hann", "sqrt_hann", "hamming", "blackman", "rect")
 FEATURES = ("ri",)
@@ -52,6 +61,7 @@ class FrameSpec:
     future_frames: int = 0
     features: str = "ri"
     output: str = "spectrum"
+    synthesis_length: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,7 +69,7 @@ class FrameSpec:
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Raise :class:`FrameSpecError` naming the first impossible setting."""
-        for name in ("sample_rate", "n_fft", "hop", "past_frames", "future_frames"):
+        for name in ("sample_rate", "n_fft", "hop", "past_frames", "future_frames", "synthesis_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise FrameSpecError(f"{name} must be an integer, got {value!r}")
@@ -101,6 +111,19 @@ class FrameSpec:
                 f"overlap enough to reconstruct the signal (minimum window energy {floor:.2g}); "
                 "use a smaller hop"
             )
+        if self.synthesis_length:
+            if not self.hop <= self.synthesis_length < self.n_fft:
+                raise FrameSpecError(
+                    f"synthesis_length must be 0 (the full n_fft) or from hop {self.hop} to below "
+                    f"n_fft {self.n_fft}, got {self.synthesis_length}")
+            from .dsp import low_delay_floor
+
+            floor = low_delay_floor(self.window, self.n_fft, self.hop, self.synthesis_length)
+            if floor < 1e-3:
+                raise FrameSpecError(
+                    f"a {self.window!r} synthesis window of {self.synthesis_length} samples at hop "
+                    f"{self.hop} does not overlap enough to reconstruct the signal (minimum overlap "
+                    f"{floor:.2g}); make synthesis_length a larger multiple of the hop")
 
     # ------------------------------------------------------------- derived
     @property
@@ -132,27 +155,44 @@ class FrameSpec:
     def causal(self) -> bool:
         return self.future_frames == 0
 
+    @property
+    def synthesis_span(self) -> int:
+        """Samples the synthesis window covers: ``synthesis_length``, or ``n_fft`` when that is 0."""
+        return self.synthesis_length or self.n_fft
+
+    @property
+    def synthesis_delay(self) -> int:
+        """Samples the overlap-add output trails its input by, blocks and look-ahead aside:
+        ``synthesis_span - hop`` (what :func:`~deepiso.realtime.dsp.istft` leaves to
+        :func:`~deepiso.realtime.dsp.align`)."""
+        return self.synthesis_span - self.hop
+
     def latency_samples(self, block_size: int | None = None) -> int:
         """Algorithmic latency, in samples at ``sample_rate``.
 
         With blocks of ``block_size`` samples, a sample waits for the rest of
         its hop (unless blocks end on hop boundaries), for the overlap of the
-        window, and for the look-ahead frames. The exact delay is
-        ``n_fft - gcd(block_size, hop) + future_frames * hop``; ``None`` means
-        blocks of any, varying size (``gcd`` of 1).
+        synthesis window, and for the look-ahead frames. The exact delay is
+        ``synthesis_span - gcd(block_size, hop) + future_frames * hop``
+        (``synthesis_span`` is ``n_fft`` unless a low-delay synthesis is
+        chosen); ``None`` means blocks of any, varying size (``gcd`` of 1).
         """
         bad = isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
         if block_size is not None and bad:
             raise FrameSpecError(f"block_size must be a positive integer, got {block_size!r}")
         g = 1 if block_size is None else math.gcd(block_size, self.hop)
-        return self.n_fft - g + self.future_frames * self.hop
+        return self.synthesis_delay + self.hop - g + self.future_frames * self.hop
 
     def latency_ms(self, block_size: int | None = None) -> float:
         return 1000.0 * self.latency_samples(block_size) / self.sample_rate
 
     # ------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, **asdict(self)}
+        d = asdict(self)
+        if not d["synthesis_length"]:  # the full synthesis: the version-1 form every release reads
+            del d["synthesis_length"]
+            return {"format_version": 1, **d}
+        return {"format_version": FORMAT_VERSION, **d}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -7,6 +7,8 @@ from deepiso.realtime import dsp
 from deepiso.realtime.frame import FrameSpec
 
 CONFIGS = [(1024, 256), (2048, 512), (512, 128)]
+#: (n_fft, hop, synthesis_length): the full synthesis, and low-delay ones (its delay: length - hop)
+SYNTHESES = [(n_fft, hop, 0) for n_fft, hop in CONFIGS] + [(1024, 256, 512), (512, 128, 384)]
 WINDOWS = ["hann", "sqrt_hann", "hamming", "blackman"]
 
 
@@ -43,11 +45,12 @@ def _run_stream(spec: FrameSpec, x: np.ndarray, block, frame_fn=None, block_hint
     return stream, out, np.stack(seen, axis=1) if seen else None
 
 
-@pytest.mark.parametrize("n_fft,hop", CONFIGS)
+@pytest.mark.parametrize("n_fft,hop,synthesis", SYNTHESES)
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("block", [1, 7, "hop", "3hop5"])
-def test_streaming_features_and_synthesis_equal_offline(n_fft, hop, window, block):
-    spec = FrameSpec(sample_rate=16_000, n_fft=n_fft, hop=hop, window=window, past_frames=2, future_frames=1)
+def test_streaming_features_and_synthesis_equal_offline(n_fft, hop, synthesis, window, block):
+    spec = FrameSpec(sample_rate=16_000, n_fft=n_fft, hop=hop, window=window, past_frames=2, future_frames=1,
+                     synthesis_length=synthesis)
     size = {"hop": hop, "3hop5": 3 * hop + 5}.get(block, block)
     n = 12 * n_fft + 37 if size != 1 else 3 * n_fft + 11
     x = _signal(n, 2)
@@ -68,17 +71,18 @@ def test_streaming_features_and_synthesis_equal_offline(n_fft, hop, window, bloc
     centre = dsp.from_features(offline_ctx[..., spec.past_frames * spec.feature_size:(spec.past_frames + 1)
                                            * spec.feature_size])
     offline_out = dsp.istft(centre, spec)  # (C, T*hop): frame t emitted at hop t
-    delay = stream.latency_samples - (n_fft - hop)  # fifo prefill + look-ahead beyond the OLA delay
+    delay = stream.latency_samples - (spec.synthesis_span - hop)  # fifo prefill + look-ahead beyond the OLA delay
     expected = np.zeros_like(x.T)
     expected[:, delay:delay + offline_out.shape[1]] = offline_out[:, : n - delay]
     np.testing.assert_allclose(out.T, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("n_fft,hop", CONFIGS)
+@pytest.mark.parametrize("n_fft,hop,synthesis", SYNTHESES)
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("block", [1, 7, "hop", "3hop5", "random"])
-def test_identity_round_trip_after_reported_latency(n_fft, hop, window, block):
-    spec = FrameSpec(sample_rate=16_000, n_fft=n_fft, hop=hop, window=window, past_frames=1, future_frames=2)
+def test_identity_round_trip_after_reported_latency(n_fft, hop, synthesis, window, block):
+    spec = FrameSpec(sample_rate=16_000, n_fft=n_fft, hop=hop, window=window, past_frames=1, future_frames=2,
+                     synthesis_length=synthesis)
     size = {"hop": hop, "3hop5": 3 * hop + 5}.get(block, block)
     hint = size if isinstance(size, int) else None
     n = {1: 3 * n_fft + 11, hop: 10 * n_fft}.get(size, 10 * n_fft + 3)  # whole blocks only
@@ -99,6 +103,9 @@ def test_latency_with_hop_aligned_blocks_is_minimal():
     assert spec.latency_samples(128) == 1024 - 128
     assert spec.latency_samples(None) == 1023
     assert FrameSpec(n_fft=1024, hop=256, future_frames=2).latency_samples(256) == 768 + 512
+    low = FrameSpec(n_fft=1024, hop=256, synthesis_length=512)  # low-delay synthesis: length - hop
+    assert (low.latency_samples(256), low.latency_samples(128), low.latency_samples(None)) == (256, 384, 511)
+    assert FrameSpec(n_fft=1024, hop=256, synthesis_length=512, future_frames=1).latency_samples(256) == 512
 
 
 def test_offline_round_trip_every_window():
@@ -163,6 +170,34 @@ def test_synthesis_window_gives_unit_overlap():
             for start in range(0, 2 * n_fft + 1, hop):
                 total[start:start + n_fft] += wa * ws
             np.testing.assert_allclose(total[n_fft:2 * n_fft], 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("window", WINDOWS + ["rect"])
+@pytest.mark.parametrize("n_fft,hop,length", [(1024, 256, 512), (1024, 256, 768), (512, 128, 384), (2048, 512, 1024)])
+def test_low_delay_synthesis_gives_unit_overlap_on_the_newest_samples_only(window, n_fft, hop, length):
+    wa = dsp.analysis_window(window, n_fft).astype(np.float64)
+    ws = dsp.synthesis_window(window, n_fft, hop, length).astype(np.float64)
+    assert not ws[: n_fft - length].any() and ws[n_fft - length + 1 :].min() > 0
+    total = np.zeros(n_fft * 3)
+    for start in range(0, 2 * n_fft + 1, hop):
+        total[start:start + n_fft] += wa * ws
+    np.testing.assert_allclose(total[n_fft:2 * n_fft], 1.0, atol=1e-5)
+    full = dsp.synthesis_window(window, n_fft, hop)
+    assert ws.max() > full.max()  # the price: the newest samples of a frame are weighted up
+    np.testing.assert_array_equal(dsp.synthesis_window(window, n_fft, hop, n_fft), full)
+
+
+def test_a_low_delay_synthesis_the_window_cannot_cover_is_refused():
+    from deepiso.realtime.frame import FrameSpecError
+
+    with pytest.raises(FrameSpecError, match="256 samples at hop 256 does not overlap enough"):
+        FrameSpec(n_fft=1024, hop=256, synthesis_length=256)  # a Hann of one hop leaves zeros
+    for bad in (128, 1024, 2048, -1):
+        with pytest.raises(FrameSpecError, match="synthesis_length must be 0"):
+            FrameSpec(n_fft=1024, hop=256, synthesis_length=bad)
+    with pytest.raises(FrameSpecError, match="synthesis_length must be an integer"):
+        FrameSpec(n_fft=1024, hop=256, synthesis_length=512.0)
+    assert FrameSpec(n_fft=1024, hop=256, window="rect", synthesis_length=256).latency_samples(256) == 0
 
 
 def test_awareness_rows_hold_the_right_frames():

@@ -12,7 +12,12 @@ def test_json_round_trip_keeps_every_field():
                      future_frames=1, output="complex_mask")
     again = FrameSpec.from_json(spec.to_json())
     assert again == spec
-    assert json.loads(spec.to_json())["format_version"] == FORMAT_VERSION
+    # the full synthesis is written in the first version's form, which every release reads
+    assert json.loads(spec.to_json())["format_version"] == 1 and "synthesis_length" not in spec.to_dict()
+    low = FrameSpec(n_fft=2048, hop=512, future_frames=1, synthesis_length=1024)
+    assert FrameSpec.from_json(low.to_json()) == low and low.synthesis_span == 1024
+    assert json.loads(low.to_json())["format_version"] == FORMAT_VERSION == 2
+    assert FrameSpec.from_dict({**spec.to_dict(), "synthesis_length": 0}) == spec
 
 
 def test_derived_sizes_follow_the_report_layout():

@@ -52,7 +52,7 @@ def _offline_vocals(model, spec: FrameSpec, x: np.ndarray) -> np.ndarray:
         else:
             frames[:, t] = dsp.from_features(y) * centre
     out = dsp.istft(frames, spec)
-    return dsp.align(out, spec.n_fft - spec.hop + spec.future_frames * spec.hop, x.shape[0]).T
+    return dsp.align(out, spec.synthesis_delay + spec.future_frames * spec.hop, x.shape[0]).T
 
 
 def test_real_model_host_block_by_block_equals_offline():
@@ -77,12 +77,15 @@ def test_real_model_host_block_by_block_equals_offline():
 
 @pytest.mark.parametrize("output", ["spectrum", "ratio_mask", "complex_mask"])
 @pytest.mark.parametrize("future", [0, 2])
-def test_every_output_kind_streams_like_offline(output, future):
-    spec = FrameSpec(sample_rate=16_000, n_fft=256, hop=64, past_frames=3, future_frames=future, output=output)
+@pytest.mark.parametrize("synthesis", [0, 128])  # the full synthesis and a low-delay one
+def test_every_output_kind_streams_like_offline(output, future, synthesis):
+    spec = FrameSpec(sample_rate=16_000, n_fft=256, hop=64, past_frames=3, future_frames=future, output=output,
+                     synthesis_length=synthesis)
     x = _signal(12_000, 2, spec.sample_rate, seed=3)
     host = Host([Isolator("stand-in", loader=standin_loader(spec), channels=2)], 16_000, 2, max_block=1024)
     out = _random_blocks(host, x, seed=future)
     lat = host.latency_samples
+    assert lat == spec.latency_samples(None) == (synthesis or 256) - 1 + future * 64
     reference = _offline_vocals(StandInModel(spec, batch=2), spec, x)
     np.testing.assert_allclose(out[lat:], reference[: x.shape[0] - lat], atol=1e-4, rtol=0)
 

@@ -42,6 +42,9 @@ def test_cli_version_and_latency():
     out = subprocess.run([sys.executable, "-m", "deepiso.realtime.cli", "latency", "--blocksize", "256"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "768 samples" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "deepiso.realtime.cli", "latency", "--blocksize", "256",
+                          "--synthesis-length", "512", "--future", "1"], capture_output=True, text=True)
+    assert out.returncode == 0 and "512 samples = 11.61 ms" in out.stdout
     out = subprocess.run([sys.executable, "-m", "deepiso.realtime.cli", "latency", "--hop", "4096"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "larger than n_fft" in out.stderr

@@ -103,7 +103,7 @@ def test_a_new_position_learns_from_the_first_step():
 def test_another_frame_contract_is_refused(field, value):
     net = _trained_like("default")
     spec = FrameSpec.from_dict({**net.spec.to_dict(), field: value, "future_frames": 1})
-    with pytest.raises(ReframeError, match=f"only past_frames, future_frames can change; {field} differ"):
+    with pytest.raises(ReframeError, match=f"future_frames, synthesis_length can change; {field} differ"):
         reframe(net, spec)
 
 

@@ -10,10 +10,12 @@ from deepiso.train.features import Frontend, awareness, features, from_features
 
 SPECS = [FrameSpec(16_000, 256, 64, past_frames=2, future_frames=1),
          FrameSpec(44_100, 1024, 256, past_frames=2, future_frames=2),
-         FrameSpec(16_000, 300, 128, window="sqrt_hann", past_frames=4)]
+         FrameSpec(16_000, 300, 128, window="sqrt_hann", past_frames=4),
+         FrameSpec(44_100, 1024, 256, past_frames=2, future_frames=1, synthesis_length=768),  # low-delay
+         FrameSpec(16_000, 512, 128, window="hamming", synthesis_length=256)]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.n_fft}-{s.hop}-{s.window}")
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.n_fft}-{s.hop}-{s.window}-{s.synthesis_span}")
 def test_torch_twin_equals_numpy(spec):
     x = np.random.default_rng(0).standard_normal((2, 3, 6 * spec.n_fft + 17)).astype(np.float32) * 0.5
     fe = Frontend(spec)

@@ -29,7 +29,7 @@ class Frontend(torch.nn.Module):
         self.register_buffer("analysis", torch.from_numpy(dsp.analysis_window(spec.window, spec.n_fft)),
                              persistent=False)
         self.register_buffer("synthesis",
-                             torch.from_numpy(dsp.synthesis_window(spec.window, spec.n_fft, spec.hop)),
+                             torch.from_numpy(dsp.spec_synthesis_window(spec)),
                              persistent=False)
 
     def stft(self, x: Tensor) -> Tensor:
@@ -43,8 +43,9 @@ class Frontend(torch.nn.Module):
     def istft(self, spectrum: Tensor) -> Tensor:
         """Complex ``(..., T, n_bins)`` → ``(..., T * hop)`` in the streaming convention (== :func:`dsp.istft`).
 
-        The output is the signal delayed by ``n_fft - hop`` samples, exactly
-        what the engine emits; differentiable.
+        The output is the signal delayed by ``synthesis_span - hop`` samples
+        (``n_fft - hop`` unless the synthesis is low-delay), exactly what the
+        engine emits; differentiable.
         """
         n_fft, hop = self.spec.n_fft, self.spec.hop
         n_frames = spectrum.shape[-2]
@@ -56,7 +57,8 @@ class Frontend(torch.nn.Module):
         time = time.reshape(-1, n_frames, parts * hop).transpose(1, 2)  # (N, parts*hop, T)
         out = F.fold(time, output_size=(1, (n_frames + parts - 1) * hop), kernel_size=(1, parts * hop),
                      stride=(1, hop))  # (N, 1, 1, (T + parts - 1) * hop)
-        return out.reshape(lead + (-1,))[..., : n_frames * hop]
+        skip = n_fft - self.spec.synthesis_span
+        return out.reshape(lead + (-1,))[..., skip : skip + n_frames * hop]
 
     def features(self, spectrum: Tensor) -> Tensor:
         return features(spectrum)
@@ -68,7 +70,7 @@ class Frontend(torch.nn.Module):
     def delay(self, x: Tensor) -> Tensor:
         """``x`` delayed like :meth:`istft`'s output: ``(..., samples)`` → ``(..., frames * hop)``."""
         n = (x.shape[-1] // self.spec.hop) * self.spec.hop
-        return F.pad(x, (self.spec.n_fft - self.spec.hop, 0))[..., :n]
+        return F.pad(x, (self.spec.synthesis_delay, 0))[..., :n]
 
 
 def features(spectrum: Tensor) -> Tensor:

@@ -16,6 +16,10 @@ dropped frames contributed and, with ``norm="layer"``, the statistics of the
 LayerNorm over the whole context (a new frame's block enters its mean and
 variance; its gain and bias are those of the nearest old position).
 Training then teaches the new positions to be used.
+
+``synthesis_length`` (a low-delay synthesis) may change too: no weight reads
+it, but the network was trained for the other synthesis, so it is worth
+training on with the time-domain loss before it is used.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from deepiso.realtime.frame import FrameSpec
 from .model import IsolatorNet, build_model
 
 #: The FrameSpec fields :func:`reframe` can change.
-WINDOW_FIELDS = ("past_frames", "future_frames")
+WINDOW_FIELDS = ("past_frames", "future_frames", "synthesis_length")
 
 
 class ReframeError(ValueError):
