@@ -124,6 +124,13 @@ def test_a_run_starts_from_a_causal_checkpoint_with_look_ahead(tmp_path, capsys)
     assert result["steps"] == 2 and np.isfinite(result["best"]["val_loss"])
     net, _ = load_checkpoint(tmp_path / "ahead" / "best.pt")
     assert net.spec.future_frames == 2 and net.spec.past_frames == 2
+    low = TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "low"),  # and a low-delay synthesis with it
+                                 "frame_overrides": {"future_frames": 1, "synthesis_length": 128},
+                                 "optim": {**base["optim"], "init_from": str(tmp_path / "causal" / "best.pt")}})
+    train(low)
+    assert "future_frames 0 -> 1, synthesis_length 0 -> 128" in capsys.readouterr().err
+    net, _ = load_checkpoint(tmp_path / "low" / "best.pt")
+    assert net.spec.synthesis_length == 128 and net.spec.latency_samples(64) == 128
     other = TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "other"),
                                    "frame_overrides": {"future_frames": 1, "hop": 128},
                                    "optim": {**base["optim"], "init_from": str(tmp_path / "causal" / "best.pt")}})

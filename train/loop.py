@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -415,8 +415,8 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
                       file=sys.stderr)
             net = wide
     if net.spec.to_dict() != spec.to_dict() or net.cfg.to_dict() != mcfg.to_dict():
-        diff = sorted(k for k, v in {**net.spec.to_dict(), **net.cfg.to_dict()}.items()
-                      if {**spec.to_dict(), **mcfg.to_dict()}.get(k) != v)
+        have, want = {**asdict(net.spec), **asdict(net.cfg)}, {**asdict(spec), **asdict(mcfg)}
+        diff = sorted(k for k in have if want.get(k) != have[k])
         raise ConfigError(f"optim.init_from: {source} is another network than this configuration's "
                           f"(differs in {', '.join(diff) or 'its layout'})")
     return {k: v.detach().clone() for k, v in net.state_dict().items()}, trained

@@ -24,6 +24,8 @@ training on with the time-domain loss before it is used.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 from torch import Tensor
 
@@ -70,7 +72,7 @@ def _blocks(w: Tensor, block: int, positions: list[int | None], dim: int) -> Ten
 def reframe(net: IsolatorNet, spec: FrameSpec) -> IsolatorNet:
     """``net`` with the awareness window of ``spec`` (only :data:`WINDOW_FIELDS` may differ)."""
     old = net.spec
-    changed = [k for k, v in spec.to_dict().items() if old.to_dict().get(k) != v]
+    changed = [k for k, v in asdict(spec).items() if asdict(old)[k] != v]
     if bad := [k for k in changed if k not in WINDOW_FIELDS]:
         raise ReframeError(f"only {', '.join(WINDOW_FIELDS)} can change; {', '.join(bad)} differ")
     cfg = net.cfg
