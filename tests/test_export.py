@@ -241,3 +241,37 @@ def test_step_speed_benchmark_runs(tmp_path):
     for r in rows:
         assert 0 < r["iobinding"]["median_us"] <= r["iobinding"]["p99_us"]
         assert r["session_run"]["median_us"] > 0 and r["sequence_us_per_frame"] > 0
+
+
+def test_a_low_delay_look_ahead_network_exports_and_the_engine_streams_it_like_offline(tmp_path):
+    from deepiso.export.quantize import separate
+    from deepiso.realtime.host import Host
+    from deepiso.realtime.plugins.isolator import Isolator
+    from deepiso.train.reframe import reframe
+
+    base = tiny_net()
+    spec = FrameSpec.from_dict({**base.spec.to_dict(), "output": "ratio_mask", "future_frames": 1})
+    torch.manual_seed(2)
+    net = reframe(build_model(spec, base.cfg), FrameSpec.from_dict({**spec.to_dict(), "synthesis_length": 128}))
+    result = export_model(net.eval(), tmp_path / "low.onnx")
+    assert result.card["frame_spec"]["synthesis_length"] == 128 and result.card["frame_spec"]["format_version"] == 2
+    model = load_model(tmp_path / "low.onnx", batch=1)
+    assert model.spec == net.spec and model.spec.latency_samples(64) == 128
+    x = (0.3 * synthetic_signal(net.spec, 120, channels=1, seed=4)).astype(np.float32)  # (1, N)
+    # offline, as the exporter's int8 check and the quality benchmark run it
+    with torch.no_grad():
+        offline = separate(net.spec, lambda inp: net(torch.from_numpy(inp))[0].numpy(), x)[0]
+    host = Host([Isolator(str(tmp_path / "low.onnx"), channels=1)], net.spec.sample_rate, 1, max_block=64)
+    out = np.zeros((x.shape[1], 1), np.float32)
+    for i in range(0, x.shape[1] - 63, 64):
+        host.process(np.ascontiguousarray(x[0, i : i + 64, None]), out[i : i + 64])
+    lat = host.latency_samples
+    assert lat == net.spec.latency_samples(None) == 191  # blocks of any size: one hop less a sample more
+    n = (x.shape[1] // 64) * 64 - lat
+    assert np.abs(offline).max() > 1e-3
+    # onnxruntime against PyTorch (within 1e-4 per mask value), weighted up at a frame's end by the synthesis
+    np.testing.assert_allclose(out[lat : lat + n, 0], offline[:n], atol=3e-4)
+    # an all-pass mask gives the mixture back, aligned: the delay the synthesis adds is taken off
+    ones = separate(net.spec, lambda inp: np.ones(inp.shape[:-1] + (net.spec.n_bins,), np.float32), x)
+    usable = (x.shape[1] // 64) * 64 - net.spec.synthesis_span
+    np.testing.assert_allclose(ones[0, :usable], x[0, :usable], atol=1e-5)

@@ -124,8 +124,10 @@ def test_a_lead_in_is_played_first_and_only_the_item_is_scored(items):
     np.testing.assert_array_equal(est[RATE // 2:], quality.downmix(it.mixture)[RATE // 2:])
 
 
-def test_spectral_apply_identity_returns_the_input_aligned():
-    spec = FrameSpec(sample_rate=RATE, n_fft=256, hop=64, past_frames=2, future_frames=1)
+@pytest.mark.parametrize("synthesis", [0, 128, 192])  # the full synthesis and low-delay ones
+def test_spectral_apply_identity_returns_the_input_aligned(synthesis):
+    spec = FrameSpec(sample_rate=RATE, n_fft=256, hop=64, past_frames=2, future_frames=1,
+                     synthesis_length=synthesis)
     x = np.random.default_rng(3).standard_normal(5000).astype(np.float32)
     y = quality.spectral_apply(x, spec, lambda frames: frames)
     assert y.shape == x.shape
