@@ -64,7 +64,12 @@ from peers import PeerUnavailable, System, downmix  # noqa: E402
 from deepiso.realtime import dsp  # noqa: E402
 from deepiso.realtime.audio_io import resample  # noqa: E402
 from deepiso.realtime.frame import FrameSpec  # noqa: E402
-from deepiso.realtime.plugins.isolator import SILENCE_DBFS, check_floor, silent_contexts  # noqa: E402
+from deepiso.realtime.plugins.isolator import (  # noqa: E402
+    SILENCE_DBFS,
+    check_floor,
+    silent_contexts,
+    with_synthesis,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPS = 1e-12
@@ -219,12 +224,16 @@ class ModelSystem(System):
 
     kind = "ours"
 
-    def __init__(self, name_or_path: str, label: str | None = None, floor_dbfs: float = SILENCE_DBFS) -> None:
+    def __init__(self, name_or_path: str, label: str | None = None, floor_dbfs: float = SILENCE_DBFS,
+                 synthesis_length: int | None = None) -> None:
         self.source = name_or_path
         self.floor_dbfs = check_floor(floor_dbfs)
+        self.synthesis_length = synthesis_length
         self.name = f"deepiso:{Path(name_or_path).stem if name_or_path.endswith(('.onnx', '.pt')) else name_or_path}"
         if self.floor_dbfs != SILENCE_DBFS:
             self.name += f"@floor{self.floor_dbfs:g}"
+        if synthesis_length is not None:
+            self.name += f"@synthesis{synthesis_length}"
         self.label = label or f"deepiso {name_or_path}"
 
     def load(self) -> None:
@@ -252,6 +261,8 @@ class ModelSystem(System):
             if card.get("name") == "tiny-test" or not trained:
                 self.note += "; UNTRAINED (random weights): shows the plumbing only"
                 self.label += " (untrained)"
+        if self.synthesis_length is not None:  # as the engine's isolator runs it with --synthesis-length
+            self.spec = with_synthesis(self.spec, self.synthesis_length)  # PluginError: a length it cannot take
         self.rate = self.spec.sample_rate
         self.causal = self.spec.causal
 
@@ -283,6 +294,7 @@ class ModelSystem(System):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "source": self.source, "floor_dbfs": self.floor_dbfs,
+                "synthesis_length": self.synthesis_length,
                 "frame_spec": self.spec.to_dict(),
                 "latency_ms": round(self.spec.latency_ms(self.spec.hop), 2)}
 
@@ -547,6 +559,9 @@ def build_systems(args: argparse.Namespace) -> list[System]:
     systems += [ModelSystem(m) for m in args.model]
     for floor in args.floor:
         systems += [ModelSystem(m, label=f"deepiso {m}, floor {floor:g} dBFS", floor_dbfs=floor) for m in args.model]
+    for length in args.synthesis_length:
+        systems += [ModelSystem(m, label=f"deepiso {m}, synthesis {length}", synthesis_length=length)
+                    for m in args.model]
     if not args.no_ica:
         systems.append(ICASystem())
     if args.peers != "none":
@@ -635,6 +650,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sy.add_argument("--model", action="append", default=[], help="our model: shipped name, .onnx or .pt (repeat)")
     sy.add_argument("--floor", type=float, action="append", default=[], metavar="DBFS",
                     help="also run each --model with this isolator input floor (repeat)")
+    sy.add_argument("--synthesis-length", type=int, action="append", default=[], metavar="N",
+                    help="also run each --model with this synthesis length, as deepiso live "
+                         "--synthesis-length does (repeat; 0 = the full window)")
     sy.add_argument("--openunmix", type=Path, help="Open-Unmix checkpoint (folder with vocals.json + vocals.pth)")
     sy.add_argument("--peers", default="all", help="all | none | comma list of peer names")
     sy.add_argument("--no-ica", action="store_true")

@@ -67,11 +67,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_db: float | None = None,
-                floor_db: float | None = None) -> tuple[list[Any], Any, Any, Any]:
+                floor_db: float | None = None,
+                synthesis_length: int | None = None) -> tuple[list[Any], Any, Any, Any]:
     """``[input meter, isolator?, mix?, gate?, gain?, output meter]`` and (isolator, in meter, out meter).
 
     ``model="none"`` gives a pass-through chain (no isolator). ``floor_db`` is the isolator's input
-    floor (:class:`~deepiso.realtime.plugins.isolator.Isolator`; ``None``: digital silence only).
+    floor (:class:`~deepiso.realtime.plugins.isolator.Isolator`; ``None``: digital silence only);
+    ``synthesis_length`` its synthesis (``None``: the model's).
     """
     from .plugins.basic import Gain, Gate, Meter, Mix
 
@@ -79,7 +81,7 @@ def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_
     chain: list[Any] = [meter_in]
     isolator = None
     if model != "none":
-        isolator = _isolator(model, channels, floor_db)
+        isolator = _isolator(model, channels, floor_db, synthesis_length)
         chain.append(isolator)
         chain.append(Mix.parse(mix))
     if gate_db is not None:
@@ -138,7 +140,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         return 2
     try:
         chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate,
-                                                           args.floor)
+                                                           args.floor, args.synthesis_length)
         rate = args.samplerate or (isolator.spec.sample_rate if isolator is not None else 48_000)
         host = Host(chain, rate, args.channels, max_block=max(args.blocksize or 0, 8192), block_size=args.blocksize)
     except PluginError as exc:
@@ -245,7 +247,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         channels = x.shape[1]
         try:
             if isolator is None or isolator.channels != channels:
-                isolator = _isolator(args.model, channels, args.floor)
+                isolator = _isolator(args.model, channels, args.floor, args.synthesis_length)
             model_rate = isolator.spec.sample_rate
             host = Host([isolator], model_rate, channels, max_block=args.blocksize, block_size=args.blocksize)
         except PluginError as exc:
@@ -314,17 +316,22 @@ def cmd_virtual_mic(args: argparse.Namespace) -> int:
 # argument definitions
 
 
-def _add_floor_argument(p: argparse.ArgumentParser) -> None:
+def _add_isolator_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--floor", type=float, default=None, metavar="DBFS",
                    help="input floor in dBFS: quieter input is silence (model skipped, state restarted); "
                         "set it just above the microphone's noise floor, e.g. -60 (default: digital silence only)")
+    p.add_argument("--synthesis-length", type=int, default=None, metavar="N",
+                   help="run the model with a low-delay synthesis of N samples (hop <= N < n_fft; 0 = the full "
+                        "window): the delay becomes N - hop, at a cost in quality unless the model was trained "
+                        "for it (default: the model's own)")
 
 
-def _isolator(model: str, channels: int, floor_db: float | None) -> Any:
-    """The isolator for ``model``; ``floor_db`` ``None`` keeps its default floor (digital silence)."""
+def _isolator(model: str, channels: int, floor_db: float | None, synthesis_length: int | None = None) -> Any:
+    """The isolator for ``model``; ``None`` keeps its default floor (digital silence) and the model's synthesis."""
     from .plugins.isolator import Isolator
 
-    return Isolator(model, channels=channels, **({} if floor_db is None else {"floor_dbfs": floor_db}))
+    return Isolator(model, channels=channels, synthesis_length=synthesis_length,
+                    **({} if floor_db is None else {"floor_dbfs": floor_db}))
 
 
 def add_parsers(sub: Any) -> None:
@@ -351,7 +358,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--gain", type=float, default=0.0, help="output gain in dB")
     p.add_argument("--gate", type=float, default=None, help="noise gate threshold in dBFS (default: off)")
-    _add_floor_argument(p)
+    _add_isolator_arguments(p)
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.add_argument("--fast", action="store_true", help="file backend: as fast as possible, not in real time")
@@ -364,7 +371,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-o", "--output-dir", required=True, help="stems go to DIR/NAME/{vocals,instrumental}.EXT")
     p.add_argument("--model", "-m", default="default")
     p.add_argument("--blocksize", type=int, default=4096)
-    _add_floor_argument(p)
+    _add_isolator_arguments(p)
     p.add_argument("--format", choices=("wav", "flac"), default="wav")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_separate)

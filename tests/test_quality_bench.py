@@ -480,3 +480,43 @@ def test_a_floor_variant_is_scored_as_the_engine_runs_it_with_that_floor(items, 
     assert data["set"]["lead_in"] == {"seconds": 0.5, "level_dbfs": -70.0}
     floors = {s["name"]: s.get("floor_dbfs") for s in data["systems"]}
     assert floors["deepiso:tiny-test@floor-60"] == -60.0 and floors["deepiso:tiny-test"] == -100.0
+
+
+def test_a_synthesis_variant_is_scored_as_the_engine_runs_it_with_that_synthesis(items, tmp_path):
+    from deepiso.realtime.backends import run_array
+    from deepiso.realtime.host import Host, PluginError
+    from deepiso.realtime.plugins.isolator import Isolator
+
+    system = quality.ModelSystem("tiny-test", synthesis_length=128)
+    assert system.name == "deepiso:tiny-test@synthesis128"
+    system.load()
+    spec = system.spec
+    assert spec.synthesis_length == 128 and spec.latency_samples(spec.hop) == 128  # 64 + one look-ahead hop
+    rng = np.random.default_rng(13)
+    t = np.arange(8_000) / spec.sample_rate
+    x = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    offline = system.separate(x[None, :], spec.sample_rate)
+    isolator = Isolator("tiny-test", channels=1, synthesis_length=128)
+    host = Host([isolator], spec.sample_rate, 1, block_size=spec.hop)
+    assert host.latency_samples == 128 < Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1,
+                                               block_size=spec.hop).latency_samples
+    live = run_array(host, x[:, None], blocksize=spec.hop, flush=True)[:, 0]
+    valid = x.size - host.latency_samples
+    # With a look-ahead frame the engine's first step is for the frame before the signal (its output is
+    # inside the latency); that step moves the LSTM state, which the offline run never has, for a few hops.
+    settled = 16 * spec.hop
+    np.testing.assert_allclose(offline[settled:valid], live[settled:valid], atol=3e-4, rtol=0)
+    plain = quality.ModelSystem("tiny-test")
+    plain.load()
+    assert np.abs(plain.separate(x[None, :], spec.sample_rate)[:valid] - offline[:valid]).max() > 1e-3
+    for bad in (32, 256, 64):  # under the hop, the whole window, a Hann of one hop (never covers its edges)
+        with pytest.raises(PluginError, match="isolator synthesis length"):
+            Isolator("tiny-test", channels=1, synthesis_length=bad)
+        with pytest.raises(PluginError, match="isolator synthesis length"):
+            quality.ModelSystem("tiny-test", synthesis_length=bad).load()
+    folder = evalset.save_set([items[0]], tmp_path / "set")
+    out = tmp_path / "quality.json"
+    quality.main(["--set", str(folder), "--model", "tiny-test", "--synthesis-length", "128", "--peers", "none",
+                  "--no-ica", "--no-oracle", "--sdr", "none", "--out", str(out), "--clips", "0"])
+    data = json.loads(out.read_text())
+    assert set(data["summary"]) == {"mixture", "deepiso:tiny-test", "deepiso:tiny-test@synthesis128"}

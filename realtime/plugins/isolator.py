@@ -20,6 +20,7 @@ for that frame.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -29,7 +30,7 @@ import numba
 import numpy as np
 
 from .. import dsp
-from ..frame import FrameSpec
+from ..frame import FrameSpec, FrameSpecError
 from ..host import Plugin, PluginError
 
 STEMS = ("vocals", "instrumental")
@@ -132,6 +133,14 @@ def silence_energy(spec: FrameSpec, floor_dbfs: float = SILENCE_DBFS) -> float:
     return float(10 ** (floor_dbfs / 10) * np.sum(window**2) / 2 * spec.input_size)
 
 
+def with_synthesis(spec: FrameSpec, length: int) -> FrameSpec:
+    """``spec`` with the synthesis ``length`` (0: the full ``n_fft``), or :class:`PluginError` saying why not."""
+    try:
+        return dataclasses.replace(spec, synthesis_length=length)
+    except FrameSpecError as exc:
+        raise PluginError(f"isolator synthesis length: {exc}") from None
+
+
 def check_floor(floor_dbfs: float) -> float:
     """``floor_dbfs`` as a float, or :class:`PluginError` unless it is a level in [-200, -20] dBFS."""
     try:
@@ -186,12 +195,20 @@ class Isolator(Plugin):
     the hiss before anyone speaks, which otherwise costs it for the first
     seconds of the signal that follows (``benchmarks/quality.py --lead-in``);
     input under the floor is muted, so keep it well below the quietest voice.
+
+    ``synthesis_length``: run the model with another synthesis than its card's
+    (:attr:`FrameSpec.synthesis_length <deepiso.realtime.frame.FrameSpec>`;
+    ``None``: the card's). No weight depends on it, so a shorter one trades
+    quality for latency on any model: at 1024/256 a length of 512 takes the
+    delay from 17.4 ms to 5.8 ms. A model trained for the synthesis it runs
+    with does better (the README gives both).
     """
 
     name = "isolator"
 
     def __init__(self, model: Any = "default", stem: str = "vocals", channels: int | None = None,
-                 loader: ModelLoader | None = None, floor_dbfs: float = SILENCE_DBFS) -> None:
+                 loader: ModelLoader | None = None, floor_dbfs: float = SILENCE_DBFS,
+                 synthesis_length: int | None = None) -> None:
         if stem not in STEMS:
             raise PluginError(f"isolator stem {stem!r} is not one of {STEMS}")
         self.stem = stem
@@ -206,6 +223,8 @@ class Isolator(Plugin):
         spec = getattr(self.model, "spec", None)
         if not isinstance(spec, FrameSpec):
             raise PluginError(f"model {model!r} has no frame spec")
+        if synthesis_length is not None and synthesis_length != spec.synthesis_length:
+            spec = with_synthesis(spec, synthesis_length)
         self.spec: FrameSpec = spec
         self.native_rate = spec.sample_rate
         self.model_faults = 0
