@@ -71,11 +71,13 @@ def _demo(folder, *args):
 
 
 def test_demo_isolates_the_voice_live_with_the_default_model(tmp_path):
-    # Two cores shared with other work: a run whose duplex stream fell into xruns (the voice lost, or
-    # the round trip left longer for the rest of the run) is retried, as the live tests retry an
-    # over-long delay; the shipped model gives +4.3 dB on this clip offline.
+    # Two cores shared with other work: a run whose devices lost or repeated samples (the voice lost,
+    # the round trip left longer for the rest of the run, or the recorded input itself cut up at
+    # more seams than the tracking can stitch back) is retried, as the live tests retry an over-long
+    # delay; the last attempt must pass every check. The shipped model gives +4.3 dB on this clip
+    # offline, and a clean recording of the input scores -0.8 dB against the voice.
     def good(r: dict) -> bool:
-        return r["si_sdr_improvement_db"] > 2.5 and \
+        return r["si_sdr_improvement_db"] > 2.5 and r["si_sdr_mixture_db"] > -2.0 and \
             r["reported_latency_ms"] - 5 <= r["measured_delay_ms"] <= r["reported_latency_ms"] + 80
 
     results = []
@@ -86,7 +88,6 @@ def test_demo_isolates_the_voice_live_with_the_default_model(tmp_path):
         result = json.loads((folder / "demo.json").read_text())
         for name in ("mixture.wav", "vocals.wav", "instrumental.wav", "demo.png"):
             assert (folder / name).stat().st_size > 10_000, name
-        assert result["si_sdr_mixture_db"] > -2.0, json.dumps(result)  # the input was followed through any slips
         results.append(result)
         if good(result):
             break
