@@ -370,7 +370,10 @@ class PrivatePulseServer:
             self._wait_for_data(path, rec, timeout=3.0)
             stream.start()
             time.sleep(lead)
-            player = self.pacat("iso_play", 2, np.ascontiguousarray(played, np.float32).tobytes(), wait=False)
+            # The player's own buffer is not in the measured path (input and output are recorded on
+            # one clock): a deep one keeps a busy machine from starving it into lost samples.
+            player = self.pacat("iso_play", 2, np.ascontiguousarray(played, np.float32).tobytes(),
+                                latency_ms=200, wait=False)
             played_until = time.monotonic() + played.shape[0] / PULSE_RATE
             deadline = played_until + timeout
             # pacat may hand its data to the server and exit long before it is heard:
