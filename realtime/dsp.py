@@ -50,15 +50,21 @@ def make_window(name: str, n: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
+def _overlap_add(x: np.ndarray, hop: int) -> np.ndarray:
+    """``x`` (float64) overlap-added with itself at every shift by a multiple of ``hop``, over its length."""
+    n = x.size
+    total = np.zeros(n)
+    for shift in range(-(n // hop) * hop, n, hop):
+        lo, hi = max(0, shift), min(n, n + shift)
+        if lo < hi:
+            total[lo:hi] += x[lo - shift : hi - shift]
+    return total
+
+
 def _window_energy(name: str, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
     """Analysis window and the sum of its squares over all hop shifts (float64)."""
     w = make_window(name, n_fft).astype(np.float64)
-    energy = np.zeros(n_fft)
-    for shift in range(-(n_fft // hop) * hop, n_fft, hop):
-        lo, hi = max(0, shift), min(n_fft, n_fft + shift)
-        if lo < hi:
-            energy[lo:hi] += w[lo - shift : hi - shift] ** 2
-    return w, energy
+    return w, _overlap_add(w**2, hop)
 
 
 def overlap_floor(name: str, n_fft: int, hop: int) -> float:
@@ -90,11 +96,7 @@ def _low_delay_product(name: str, hop: int, length: int) -> tuple[np.ndarray, fl
     """The named window of ``length`` samples divided by its overlap-add at ``hop`` (float64), and the
     overlap's minimum relative to the window's peak (0: some sample is never covered)."""
     g = make_window(name, length).astype(np.float64)
-    ola = np.zeros(length)
-    for shift in range(-(length // hop) * hop, length, hop):
-        lo, hi = max(0, shift), min(length, length + shift)
-        if lo < hi:
-            ola[lo:hi] += g[lo - shift : hi - shift]
+    ola = _overlap_add(g, hop)
     floor = float(ola.min() / max(g.max(), 1e-30))
     return g / np.maximum(ola, 1e-12), floor
 
