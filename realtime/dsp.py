@@ -92,10 +92,13 @@ def analysis_window(name: str, n_fft: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
+import os
+LOW_DELAY_POWER = int(os.environ.get("DEEPISO_LDP", "1"))
+
 def _low_delay_product(name: str, hop: int, length: int) -> tuple[np.ndarray, float]:
     """The named window of ``length`` samples divided by its overlap-add at ``hop`` (float64), and the
     overlap's minimum relative to the window's peak (0: some sample is never covered)."""
-    g = make_window(name, length).astype(np.float64)
+    g = make_window(name, length).astype(np.float64) ** LOW_DELAY_POWER
     ola = _overlap_add(g, hop)
     floor = float(ola.min() / max(g.max(), 1e-30))
     return g / np.maximum(ola, 1e-12), floor
