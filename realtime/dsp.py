@@ -92,8 +92,9 @@ def analysis_window(name: str, n_fft: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-import os
-LOW_DELAY_POWER = int(os.environ.get("DEEPISO_LDP", "1"))
+#: The low-delay product window is the named window raised to this power (see :func:`synthesis_window`).
+LOW_DELAY_POWER = 1
+
 
 def _low_delay_product(name: str, hop: int, length: int) -> tuple[np.ndarray, float]:
     """The named window of ``length`` samples divided by its overlap-add at ``hop`` (float64), and the
