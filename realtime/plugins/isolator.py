@@ -266,6 +266,14 @@ class Isolator(Plugin):
     quality for latency on any model: at 1024/256 a length of 512 takes the
     delay from 17.4 ms to 5.8 ms. A model trained for the synthesis it runs
     with does better (the README gives both).
+
+    ``voice_gate_db``: a frame whose voice estimate keeps less than this share
+    of the input frame's energy (dB, over all channels and bins together) is
+    turned down by a further ``voice_gate_ratio`` dB for every dB under it, at
+    most :data:`VOICE_GATE_RANGE_DB`. Between words a mask leaves a little of
+    everything it could not rule out; the gate pushes that residue towards
+    silence without delay, while frames where the model hears a voice pass
+    as they are. ``None`` (the default) leaves it off.
     """
 
     name = "isolator"
