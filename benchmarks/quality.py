@@ -67,9 +67,7 @@ from deepiso.realtime.frame import FrameSpec  # noqa: E402
 from deepiso.realtime.plugins.isolator import (  # noqa: E402
     SILENCE_DBFS,
     check_floor,
-    check_voice_gate,
     silent_contexts,
-    voice_gate_frames,
     with_synthesis,
 )
 
@@ -227,19 +225,15 @@ class ModelSystem(System):
     kind = "ours"
 
     def __init__(self, name_or_path: str, label: str | None = None, floor_dbfs: float = SILENCE_DBFS,
-                 synthesis_length: int | None = None, voice_gate_db: float | None = None,
-                 voice_gate_ratio: float = 2.0) -> None:
+                 synthesis_length: int | None = None) -> None:
         self.source = name_or_path
         self.floor_dbfs = check_floor(floor_dbfs)
         self.synthesis_length = synthesis_length
-        self.voice_gate_db, self.voice_gate_ratio = check_voice_gate(voice_gate_db, voice_gate_ratio)
         self.name = f"deepiso:{Path(name_or_path).stem if name_or_path.endswith(('.onnx', '.pt')) else name_or_path}"
         if self.floor_dbfs != SILENCE_DBFS:
             self.name += f"@floor{self.floor_dbfs:g}"
         if synthesis_length is not None:
             self.name += f"@synthesis{synthesis_length}"
-        if self.voice_gate_db is not None:
-            self.name += f"@gate{self.voice_gate_db:g}x{self.voice_gate_ratio:g}"
         self.label = label or f"deepiso {name_or_path}"
 
     def load(self) -> None:
@@ -289,14 +283,10 @@ class ModelSystem(System):
                 with self._torch.inference_mode():
                     y[start:stop] = self._torch_model(self._torch.from_numpy(run))[0][0].numpy()
         if spec.output == "spectrum":
-            vocals = dsp.from_features(y)
-        elif spec.output == "ratio_mask":
-            vocals = frames * y
-        else:
-            vocals = frames * dsp.from_features(y)
-        if self.voice_gate_db is not None:
-            vocals = voice_gate_frames(vocals, frames, self.voice_gate_db, self.voice_gate_ratio)
-        return vocals
+            return dsp.from_features(y)
+        if spec.output == "ratio_mask":
+            return frames * y
+        return frames * dsp.from_features(y)
 
     def separate(self, mixture: np.ndarray, rate: int,
                  truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -305,7 +295,6 @@ class ModelSystem(System):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "source": self.source, "floor_dbfs": self.floor_dbfs,
                 "synthesis_length": self.synthesis_length,
-                "voice_gate_db": self.voice_gate_db, "voice_gate_ratio": self.voice_gate_ratio,
                 "frame_spec": self.spec.to_dict(),
                 "latency_ms": round(self.spec.latency_ms(self.spec.hop), 2)}
 
@@ -573,9 +562,6 @@ def build_systems(args: argparse.Namespace) -> list[System]:
     for length in args.synthesis_length:
         systems += [ModelSystem(m, label=f"deepiso {m}, synthesis {length}", synthesis_length=length)
                     for m in args.model]
-    for gate in args.voice_gate:
-        systems += [ModelSystem(m, label=f"deepiso {m}, voice gate {gate:g} dB x{args.voice_gate_ratio:g}",
-                                voice_gate_db=gate, voice_gate_ratio=args.voice_gate_ratio) for m in args.model]
     if not args.no_ica:
         systems.append(ICASystem())
     if args.peers != "none":
@@ -667,11 +653,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sy.add_argument("--synthesis-length", type=int, action="append", default=[], metavar="N",
                     help="also run each --model with this synthesis length, as deepiso live "
                          "--synthesis-length does (repeat; 0 = the full window)")
-    sy.add_argument("--voice-gate", type=float, action="append", default=[], metavar="DB",
-                    help="also run each --model with this voice gate threshold, as deepiso live --voice-gate "
-                         "does (repeat)")
-    sy.add_argument("--voice-gate-ratio", type=float, default=2.0, metavar="R",
-                    help="the voice gate's ratio for --voice-gate rows, dB per dB under the threshold")
     sy.add_argument("--openunmix", type=Path, help="Open-Unmix checkpoint (folder with vocals.json + vocals.pth)")
     sy.add_argument("--peers", default="all", help="all | none | comma list of peer names")
     sy.add_argument("--no-ica", action="store_true")

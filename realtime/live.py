@@ -67,12 +67,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_db: float | None = None,
-                isolator_options: dict[str, Any] | None = None) -> tuple[list[Any], Any, Any, Any]:
+                floor_db: float | None = None,
+                synthesis_length: int | None = None) -> tuple[list[Any], Any, Any, Any]:
     """``[input meter, isolator?, mix?, gate?, gain?, output meter]`` and (isolator, in meter, out meter).
 
-    ``model="none"`` gives a pass-through chain (no isolator). ``isolator_options`` are keyword arguments
-    of the :class:`~deepiso.realtime.plugins.isolator.Isolator` (input floor, synthesis, voice gate;
-    :func:`isolator_options` makes them from the command line).
+    ``model="none"`` gives a pass-through chain (no isolator). ``floor_db`` is the isolator's input
+    floor (:class:`~deepiso.realtime.plugins.isolator.Isolator`; ``None``: digital silence only);
+    ``synthesis_length`` its synthesis (``None``: the model's).
     """
     from .plugins.basic import Gain, Gate, Meter, Mix
 
@@ -80,7 +81,7 @@ def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_
     chain: list[Any] = [meter_in]
     isolator = None
     if model != "none":
-        isolator = _isolator(model, channels, isolator_options)
+        isolator = _isolator(model, channels, floor_db, synthesis_length)
         chain.append(isolator)
         chain.append(Mix.parse(mix))
     if gate_db is not None:
@@ -139,7 +140,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         return 2
     try:
         chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate,
-                                                           isolator_options(args))
+                                                           args.floor, args.synthesis_length)
         rate = args.samplerate or (isolator.spec.sample_rate if isolator is not None else 48_000)
         host = Host(chain, rate, args.channels, max_block=max(args.blocksize or 0, 8192), block_size=args.blocksize)
     except PluginError as exc:
@@ -246,7 +247,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         channels = x.shape[1]
         try:
             if isolator is None or isolator.channels != channels:
-                isolator = _isolator(args.model, channels, isolator_options(args))
+                isolator = _isolator(args.model, channels, args.floor, args.synthesis_length)
             model_rate = isolator.spec.sample_rate
             host = Host([isolator], model_rate, channels, max_block=args.blocksize, block_size=args.blocksize)
         except PluginError as exc:
@@ -323,27 +324,14 @@ def _add_isolator_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the model with a low-delay synthesis of N samples (hop <= N < n_fft; 0 = the full "
                         "window): the delay becomes N - hop, at a cost in quality unless the model was trained "
                         "for it (default: the model's own)")
-    p.add_argument("--voice-gate", type=float, default=None, metavar="DB",
-                   help="voice gate threshold: a frame whose voice estimate keeps less than DB of the input's "
-                        "energy is turned down further, --voice-gate-ratio dB for every dB under it; deepens the "
-                        "silence between words at no extra delay (e.g. -13; default: off)")
-    p.add_argument("--voice-gate-ratio", type=float, default=None, metavar="R",
-                   help="dB taken off for every dB a frame falls under --voice-gate (default 2)")
 
 
-def isolator_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`~deepiso.realtime.plugins.isolator.Isolator` keyword arguments given on the command line
-    (those left out keep the isolator's defaults)."""
-    names = {"floor": "floor_dbfs", "synthesis_length": "synthesis_length", "voice_gate": "voice_gate_db",
-             "voice_gate_ratio": "voice_gate_ratio"}
-    return {key: getattr(args, name) for name, key in names.items() if getattr(args, name, None) is not None}
-
-
-def _isolator(model: str, channels: int, options: dict[str, Any] | None = None) -> Any:
-    """The isolator for ``model`` with ``options`` (:func:`isolator_options`)."""
+def _isolator(model: str, channels: int, floor_db: float | None, synthesis_length: int | None = None) -> Any:
+    """The isolator for ``model``; ``None`` keeps its default floor (digital silence) and the model's synthesis."""
     from .plugins.isolator import Isolator
 
-    return Isolator(model, channels=channels, **(options or {}))
+    return Isolator(model, channels=channels, synthesis_length=synthesis_length,
+                    **({} if floor_db is None else {"floor_dbfs": floor_db}))
 
 
 def add_parsers(sub: Any) -> None:

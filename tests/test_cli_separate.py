@@ -59,26 +59,3 @@ def test_separate_with_a_low_delay_synthesis_keeps_the_stems_aligned_and_refuses
     assert run.returncode == 2
     assert "isolator synthesis length: synthesis_length must be 0 (the full n_fft) or from hop 64" in run.stderr
     assert not (tmp_path / "bad").exists()
-
-
-def test_separate_with_a_voice_gate_deepens_what_the_model_leaves_of_a_voice_free_take(tmp_path):
-    rate = 44_100  # the default model's: a ratio mask, which keeps about -40 dB of a held chord
-    t = np.arange(rate) / rate
-    take = sum(0.05 * np.sin(2 * np.pi * f * k * t) / k for f in (220, 277, 330) for k in range(1, 6))
-    take = take.astype(np.float32)
-    src = tmp_path / "take.wav"
-    sf.write(src, take, rate, subtype="FLOAT")
-    level = {}
-    for gate in (None, "-13"):
-        out = tmp_path / f"out{gate}"
-        run = _cli("separate", str(src), "-o", str(out), "--quiet", *(("--voice-gate", gate) if gate else ()))
-        assert run.returncode == 0, run.stderr
-        vocals, _ = sf.read(out / "take" / "vocals.wav", dtype="float32")
-        inst, _ = sf.read(out / "take" / "instrumental.wav", dtype="float32")
-        np.testing.assert_allclose(vocals + inst, take, atol=1e-4)  # what the gate takes goes to the instrumental
-        level[gate] = 10 * np.log10(np.mean(vocals[rate // 4:] ** 2) / np.mean(take[rate // 4:] ** 2))
-    assert level[None] < -30 and level["-13"] < level[None] - 8, level
-    run = _cli("separate", str(src), "-o", str(tmp_path / "bad"), "--voice-gate", "-13", "--voice-gate-ratio", "0")
-    assert run.returncode == 2
-    assert "isolator voice gate ratio must be in (0, 20] dB per dB" in run.stderr
-    assert not (tmp_path / "bad").exists()

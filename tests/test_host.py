@@ -12,7 +12,7 @@ from deepiso.realtime.frame import FrameSpec
 from deepiso.realtime.host import MAX_CONSECUTIVE_FAULTS, Host, Plugin, PluginError
 from deepiso.realtime.onnx_model import load_model
 from deepiso.realtime.plugins.basic import Gain, Gate, Meter, Mix
-from deepiso.realtime.plugins.isolator import VOICE_GATE_RANGE_DB, Isolator, voice_gate_frames
+from deepiso.realtime.plugins.isolator import Isolator
 from deepiso.realtime.plugins.resample import Resample
 
 
@@ -34,28 +34,23 @@ def _random_blocks(host: Host, x: np.ndarray, seed: int = 1, top: int = 700) -> 
     return out
 
 
-def _offline_vocals(model, spec: FrameSpec, x: np.ndarray, voice_gate: tuple[float, float] | None = None
-                    ) -> np.ndarray:
-    """dsp.stft → awareness → model step per frame (→ voice gate) → dsp.istft, aligned with ``x`` (``(samples, C)``)."""
+def _offline_vocals(model, spec: FrameSpec, x: np.ndarray) -> np.ndarray:
+    """dsp.stft → awareness → model step per frame → dsp.istft, aligned with ``x`` (``(samples, C)``)."""
     model.reset()
     feats = dsp.features(dsp.stft(x.T, spec))  # (C, T, 2*bins)
     # At step t the newest frame is t; the model's output belongs to frame t - future.
     ctx = dsp.awareness(feats, spec.past_frames + spec.future_frames, 0)
     width, bins = spec.feature_size, spec.n_bins
     frames = np.zeros((x.shape[1], ctx.shape[1], bins), np.complex64)
-    mixture = np.zeros_like(frames)
     for t in range(ctx.shape[1]):
         y = model.step(np.ascontiguousarray(ctx[:, t])).copy()
         centre = dsp.from_features(ctx[:, t, spec.past_frames * width : (spec.past_frames + 1) * width])
-        mixture[:, t] = centre
         if spec.output == "spectrum":
             frames[:, t] = dsp.from_features(y)
         elif spec.output == "ratio_mask":
             frames[:, t] = y * centre
         else:
             frames[:, t] = dsp.from_features(y) * centre
-    if voice_gate is not None:
-        frames = voice_gate_frames(frames, mixture, *voice_gate)
     out = dsp.istft(frames, spec)
     return dsp.align(out, spec.synthesis_delay + spec.future_frames * spec.hop, x.shape[0]).T
 
@@ -93,46 +88,6 @@ def test_every_output_kind_streams_like_offline(output, future, synthesis):
     assert lat == spec.latency_samples(None) == (synthesis or 256) - 1 + future * 64
     reference = _offline_vocals(StandInModel(spec, batch=2), spec, x)
     np.testing.assert_allclose(out[lat:], reference[: x.shape[0] - lat], atol=1e-4, rtol=0)
-
-
-def test_the_voice_gate_gains_follow_the_kept_energy():
-    rng = np.random.default_rng(0)
-    mix = (rng.standard_normal((2, 5, 33)) + 1j * rng.standard_normal((2, 5, 33))).astype(np.complex64)
-    keep = np.array([1.0, 10 ** (-10 / 20), 10 ** (-20 / 20), 10 ** (-60 / 20), 0.0], np.float32)
-    vocals = mix * keep[None, :, None]
-    gated = voice_gate_frames(vocals, mix, -13.0, 2.0)
-    gain_db = 20 * np.log10(np.abs(gated[..., :4, :]).sum((0, 2)) / np.abs(vocals[..., :4, :]).sum((0, 2)))
-    # at or above the threshold untouched; below it 2 dB off for every dB under -13, at most the range
-    np.testing.assert_allclose(gain_db, [0.0, 0.0, -14.0, -VOICE_GATE_RANGE_DB], atol=1e-3)
-    assert not gated[:, 4].any()  # no voice stays no voice
-    assert not voice_gate_frames(np.zeros_like(mix), np.zeros_like(mix), -13.0, 2.0).any()  # silence: no NaN
-    # both channels of a frame are gated together: one channel's voice keeps the other's
-    one = vocals.copy()
-    one[0, 2] = mix[0, 2]
-    kept = voice_gate_frames(one, mix, -13.0, 2.0)
-    np.testing.assert_array_equal(kept[1, 2], vocals[1, 2])
-
-
-@pytest.mark.parametrize("output", ["ratio_mask", "spectrum"])
-def test_the_voice_gate_streams_like_offline_and_leaves_voiced_frames_alone(output):
-    spec = FrameSpec(sample_rate=16_000, n_fft=256, hop=64, past_frames=3, future_frames=0, output=output)
-    x = _signal(12_000, 2, spec.sample_rate, seed=5)
-    gate = (-6.0, 3.0)  # the stand-in's masks keep about -6 dB: some of its frames fall under it
-    host = Host([Isolator("stand-in", loader=standin_loader(spec), channels=2, voice_gate_db=gate[0],
-                          voice_gate_ratio=gate[1])], 16_000, 2, max_block=1024)
-    out = _random_blocks(host, x, seed=1)
-    lat = host.latency_samples
-    n = x.shape[0] - lat
-    reference = _offline_vocals(StandInModel(spec, batch=2), spec, x, voice_gate=gate)
-    np.testing.assert_allclose(out[lat:], reference[:n], atol=1e-4, rtol=0)
-    plain = _offline_vocals(StandInModel(spec, batch=2), spec, x)
-    changed = np.abs(reference[:n] - plain[:n]).max(axis=1) > 1e-4
-    assert 0.05 < changed.mean() < 0.95, changed.mean()  # gated in places, not everywhere
-    for bad, match in (({"voice_gate_db": 3.0}, "between -60 and 0 dB"), ({"voice_gate_db": float("nan")}, "between"),
-                       ({"voice_gate_db": -10.0, "voice_gate_ratio": 0.0}, "ratio must be"),
-                       ({"voice_gate_db": "loud"}, "needs numbers")):
-        with pytest.raises(PluginError, match=match):
-            Isolator("stand-in", loader=standin_loader(spec), **bad)
 
 
 def test_after_digital_silence_the_model_starts_afresh():
@@ -388,7 +343,7 @@ def test_bad_host_settings_are_refused():
 
 def test_the_callback_allocates_no_audio_buffers(allocation_growth):
     spec = FrameSpec(sample_rate=16_000, n_fft=512, hop=128, past_frames=3, future_frames=1)
-    iso = Isolator("identity", loader=standin_loader(spec, identity=True), channels=2, voice_gate_db=-10.0)
+    iso = Isolator("identity", loader=standin_loader(spec, identity=True), channels=2)
     host = Host([iso, Mix.parse("0,-20"), Gain(-1), Gate(-60), Meter()], 16_000, 2, block_size=4096)
     x = _signal(4096, 2, 16_000)
     out = np.empty_like(x)

@@ -14,7 +14,6 @@ import evalset  # noqa: E402
 import peers  # noqa: E402
 import quality  # noqa: E402
 
-from deepiso.realtime.audio_io import resample  # noqa: E402
 from deepiso.realtime.frame import FrameSpec  # noqa: E402
 
 RATE = 16_000
@@ -521,44 +520,3 @@ def test_a_synthesis_variant_is_scored_as_the_engine_runs_it_with_that_synthesis
                   "--no-ica", "--no-oracle", "--sdr", "none", "--out", str(out), "--clips", "0"])
     data = json.loads(out.read_text())
     assert set(data["summary"]) == {"mixture", "deepiso:tiny-test", "deepiso:tiny-test@synthesis128"}
-
-
-def test_a_voice_gate_variant_is_scored_as_the_engine_runs_it_with_that_gate(items, tmp_path):
-    import torch
-
-    from deepiso.export.exporter import export_model
-    from deepiso.realtime.backends import run_array
-    from deepiso.realtime.host import Host, PluginError
-    from deepiso.realtime.plugins.isolator import Isolator
-    from deepiso.train.model import ModelConfig, build_model
-
-    spec = FrameSpec(sample_rate=16_000, n_fft=256, hop=64, past_frames=3, future_frames=0, output="ratio_mask")
-    torch.manual_seed(3)
-    net = build_model(spec, ModelConfig(hidden=12, layers=1, pre_fc=0, fc_layers=2, encoder="encode_once",
-                                        encoder_width=8, input_compression="power")).eval()
-    path = str(export_model(net, tmp_path / "mask.onnx", name="mask").step_path)
-    gate = {"voice_gate_db": -6.0, "voice_gate_ratio": 3.0}  # an untrained mask keeps about -6 dB: gated in places
-    system = quality.ModelSystem(path, **gate)
-    assert system.name == "deepiso:mask@gate-6x3"
-    system.load()
-    item = items[0]
-    x = resample(quality.downmix(item.mixture)[:, None], item.rate, spec.sample_rate)[:, 0].astype(np.float32)
-    offline = system.separate(x[None, :], spec.sample_rate)
-    host = Host([Isolator(path, channels=1, **gate)], spec.sample_rate, 1, block_size=spec.hop)
-    live = run_array(host, x[:, None], blocksize=spec.hop, flush=True)[:, 0]
-    valid = x.size - host.latency_samples
-    np.testing.assert_allclose(offline[:valid], live[:valid], atol=1e-4, rtol=0)
-    plain = quality.ModelSystem(path)
-    plain.load()
-    assert np.abs(plain.separate(x[None, :], spec.sample_rate)[:valid] - offline[:valid]).max() > 1e-2
-    with pytest.raises(PluginError, match="voice gate threshold must be between"):
-        quality.ModelSystem(path, voice_gate_db=-90.0)
-    folder = evalset.save_set([items[0]], tmp_path / "set")
-    out = tmp_path / "quality.json"
-    quality.main(["--set", str(folder), "--model", path, "--voice-gate", "-10", "--voice-gate-ratio", "3",
-                  "--peers", "none", "--no-ica", "--no-oracle", "--sdr", "none", "--out", str(out), "--clips", "0"])
-    data = json.loads(out.read_text())
-    assert set(data["summary"]) == {"mixture", "deepiso:mask", "deepiso:mask@gate-10x3"}
-    gates = {s["name"]: (s.get("voice_gate_db"), s.get("voice_gate_ratio")) for s in data["systems"]}
-    assert gates["deepiso:mask@gate-10x3"] == (-10.0, 3.0) and gates["deepiso:mask"][0] is None
-    assert data["summary"]["deepiso:mask@gate-10x3"] != data["summary"]["deepiso:mask"]

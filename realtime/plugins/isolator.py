@@ -117,70 +117,6 @@ def _max_energy(x):  # pragma: no cover - compiled
     return best
 
 
-#: The most a voice gate takes off a frame, dB.
-VOICE_GATE_RANGE_DB = 80.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _voice_gate_gain(voice, mixture, threshold_db, ratio):  # pragma: no cover - compiled
-    """The voice gate's gain for a frame whose voice estimate has energy ``voice`` of the mixture's ``mixture``."""
-    if not mixture > 0.0:
-        return 1.0
-    kept_db = 10.0 * math.log10(max(voice / mixture, 1e-30))
-    if kept_db >= threshold_db:
-        return 1.0
-    return 10.0 ** (max(ratio * (kept_db - threshold_db), -VOICE_GATE_RANGE_DB) / 20.0)
-
-
-@numba.njit(cache=True, nogil=True)
-def _voice_gate(out_ri, centre, threshold_db, ratio):  # pragma: no cover - compiled
-    """Scale the frame ``out_ri`` (every channel) by the voice gate's gain against the mixture ``centre``."""
-    voice = 0.0
-    mixture = 0.0
-    for c in range(out_ri.shape[0]):
-        for i in range(out_ri.shape[1]):
-            voice += out_ri[c, i] * out_ri[c, i]
-            mixture += centre[c, i] * centre[c, i]
-    g = _voice_gate_gain(voice, mixture, threshold_db, ratio)
-    if g != 1.0:
-        for c in range(out_ri.shape[0]):
-            for i in range(out_ri.shape[1]):
-                out_ri[c, i] *= g
-
-
-@numba.njit(cache=True)
-def _voice_gate_gains(voice, mixture, threshold_db, ratio):  # pragma: no cover - compiled
-    out = np.empty(voice.size)
-    for t in range(voice.size):
-        out[t] = _voice_gate_gain(voice[t], mixture[t], threshold_db, ratio)
-    return out
-
-
-def voice_gate_frames(vocals: np.ndarray, mixture: np.ndarray, threshold_db: float, ratio: float) -> np.ndarray:
-    """The voice gate applied offline: ``vocals`` and ``mixture`` complex ``(..., T, bins)`` spectra (every leading
-    axis, e.g. channels, gated together as the isolator gates all channels of a frame); returns ``vocals`` gated."""
-    axes = tuple(i for i in range(vocals.ndim) if i != vocals.ndim - 2)
-    voice = np.sum(np.abs(vocals.astype(np.complex128)) ** 2, axis=axes)
-    mix = np.sum(np.abs(mixture.astype(np.complex128)) ** 2, axis=axes)
-    gains = _voice_gate_gains(voice, mix, float(threshold_db), float(ratio))
-    return (vocals * gains[:, None].astype(np.float32)).astype(vocals.dtype)
-
-
-def check_voice_gate(threshold_db: float | None, ratio: float) -> tuple[float | None, float]:
-    """``(threshold_db, ratio)`` as floats, or :class:`PluginError` unless the threshold is ``None`` (off) or in
-    [-60, 0] dB and the ratio in (0, 20] dB per dB."""
-    try:
-        r = float(ratio)
-        t = None if threshold_db is None else float(threshold_db)
-    except (TypeError, ValueError):
-        raise PluginError(f"isolator voice gate needs numbers, got {threshold_db!r} and ratio {ratio!r}") from None
-    if t is not None and not -60.0 <= t <= 0.0:  # NaN fails too
-        raise PluginError(f"isolator voice gate threshold must be between -60 and 0 dB, got {threshold_db!r}")
-    if not 0.0 < r <= 20.0:
-        raise PluginError(f"isolator voice gate ratio must be in (0, 20] dB per dB, got {ratio!r}")
-    return t, r
-
-
 #: A context (every awareness frame, every channel) quieter than this is silence: the model is not run,
 #: the frame is silent and the LSTM state returns to its initial zeros, the state every training
 #: segment starts from. (Fed digital silence, the network's state drifts to where it stays nearly blind
@@ -266,27 +202,17 @@ class Isolator(Plugin):
     quality for latency on any model: at 1024/256 a length of 512 takes the
     delay from 17.4 ms to 5.8 ms. A model trained for the synthesis it runs
     with does better (the README gives both).
-
-    ``voice_gate_db``: a frame whose voice estimate keeps less than this share
-    of the input frame's energy (dB, over all channels and bins together) is
-    turned down by a further ``voice_gate_ratio`` dB for every dB under it, at
-    most :data:`VOICE_GATE_RANGE_DB`. Between words a mask leaves a little of
-    everything it could not rule out; the gate pushes that residue towards
-    silence without delay, while frames where the model hears a voice pass
-    as they are. ``None`` (the default) leaves it off.
     """
 
     name = "isolator"
 
     def __init__(self, model: Any = "default", stem: str = "vocals", channels: int | None = None,
                  loader: ModelLoader | None = None, floor_dbfs: float = SILENCE_DBFS,
-                 synthesis_length: int | None = None, voice_gate_db: float | None = None,
-                 voice_gate_ratio: float = 2.0) -> None:
+                 synthesis_length: int | None = None) -> None:
         if stem not in STEMS:
             raise PluginError(f"isolator stem {stem!r} is not one of {STEMS}")
         self.stem = stem
         self.floor_dbfs = check_floor(floor_dbfs)
-        self.voice_gate_db, self.voice_gate_ratio = check_voice_gate(voice_gate_db, voice_gate_ratio)
         self._loader = loader or _default_loader
         if isinstance(model, str | os.PathLike):
             self.source: str | os.PathLike | None = model
@@ -353,8 +279,6 @@ class Isolator(Plugin):
             out_ri.fill(0.0)
             self.model_faults += 1
             self.model.reset()
-        elif self.voice_gate_db is not None:
-            _voice_gate(out_ri, self._centre, self.voice_gate_db, self.voice_gate_ratio)
 
     def process(self, inp: np.ndarray, out: np.ndarray) -> None:
         n = inp.shape[0]
@@ -380,6 +304,4 @@ class Isolator(Plugin):
         s = self.spec
         return (f"isolator ({s.output}, {s.sample_rate} Hz, n_fft {s.n_fft}, hop {s.hop}, "
                 f"awareness {s.past_frames}+1+{s.future_frames}"
-                + (f", floor {self.floor_dbfs:g} dBFS" if self.floor_dbfs != SILENCE_DBFS else "")
-                + (f", voice gate {self.voice_gate_db:g} dB x{self.voice_gate_ratio:g}"
-                   if self.voice_gate_db is not None else "") + ")")
+                + (f", floor {self.floor_dbfs:g} dBFS)" if self.floor_dbfs != SILENCE_DBFS else ")"))
