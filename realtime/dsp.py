@@ -93,12 +93,15 @@ def analysis_window(name: str, n_fft: int) -> np.ndarray:
 
 
 #: The low-delay product window is the named window raised to this power (see :func:`synthesis_window`).
-LOW_DELAY_POWER = 1
+#: Squared, it falls to zero sooner towards the frame's end, where the synthesis window divides by a small
+#: analysis window: on the validation set the shipped model (trained with the full synthesis) scores
+#: 5.4 / 4.7 / 3.2 dB at lengths 768 / 640 / 512 against 5.0 / 4.0 / 2.7 with the plain window; cubed, the same.
+LOW_DELAY_POWER = 2
 
 
 def _low_delay_product(name: str, hop: int, length: int) -> tuple[np.ndarray, float]:
-    """The named window of ``length`` samples divided by its overlap-add at ``hop`` (float64), and the
-    overlap's minimum relative to the window's peak (0: some sample is never covered)."""
+    """The named window of ``length`` samples to :data:`LOW_DELAY_POWER`, divided by its overlap-add at
+    ``hop`` (float64), and the overlap's minimum relative to the window's peak (0: never covered)."""
     g = make_window(name, length).astype(np.float64) ** LOW_DELAY_POWER
     ola = _overlap_add(g, hop)
     floor = float(ola.min() / max(g.max(), 1e-30))
@@ -122,7 +125,8 @@ def synthesis_window(name: str, n_fft: int, hop: int, length: int = 0) -> np.nda
 
     A shorter ``length`` gives a low-delay synthesis: ``w_s`` is zero but for the newest
     ``length`` samples of the frame, where analysis times synthesis is the named window of
-    ``length`` samples normalised to overlap-add to one at ``hop`` (``w_s = g / w_a`` there). Each
+    ``length`` samples, squared, normalised to overlap-add to one at ``hop`` (``w_s = g / w_a``
+    there). Each
     frame then only shapes its newest ``length`` samples, so a sample is finished ``length - hop``
     samples after it arrived, while the analysis (and the model's frequency resolution) still
     spans ``n_fft``. The price is that ``w_s`` grows towards the frame's end, where the analysis

@@ -182,6 +182,11 @@ def test_low_delay_synthesis_gives_unit_overlap_on_the_newest_samples_only(windo
     for start in range(0, 2 * n_fft + 1, hop):
         total[start:start + n_fft] += wa * ws
     np.testing.assert_allclose(total[n_fft:2 * n_fft], 1.0, atol=1e-5)
+    # on them, analysis times synthesis is the squared window of that length, divided by its overlap-add
+    g = dsp.make_window(window, length).astype(np.float64) ** 2
+    ola = sum(np.roll(np.pad(g, (0, length)), k * hop)[:length] + np.roll(np.pad(g, (length, 0)), -k * hop)[length:]
+              for k in range(1, length // hop + 1)) + g
+    np.testing.assert_allclose((wa * ws)[n_fft - length:], g / ola, atol=1e-6)
     full = dsp.synthesis_window(window, n_fft, hop)
     assert ws.max() > full.max()  # the price: the newest samples of a frame are weighted up
     np.testing.assert_array_equal(dsp.synthesis_window(window, n_fft, hop, n_fft), full)
