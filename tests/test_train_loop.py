@@ -258,3 +258,32 @@ def test_shipped_recipes_load_and_name_their_model(name):
     assert mcfg.name == name
     if name == "default":  # the shipped model's recipe: causal, magnitude + SI-SDR, the norms on
         assert spec.causal and cfg.loss.si_sdr > 0 and cfg.loss.contrastive == 0 and mcfg.norm == "layer"
+
+
+def test_validation_on_a_saved_benchmark_set_takes_each_item_once_and_whole(tmp_path):
+    from deepiso.train import datasets as ds
+    from deepiso.train.loop import build_datasets
+    from deepiso.train.losses import si_sdr
+    from deepiso.train.model import get_config
+
+    spec = get_config("tiny-test")[0]
+    bench = T.make_folder_dataset(tmp_path / "bench", tracks=3, seconds=1.5, rate=22_050)  # another rate: resampled
+    data = {**_dataset("manifest", tmp_path / "corpus"), "channels": 1, "valid_set": str(bench)}
+    cfg = TrainConfig.from_dict(_config(tmp_path, data))
+    train_ds, valid_ds, summary = build_datasets(cfg, spec)
+    assert len(valid_ds) == 3 and summary["valid_set"] == {"root": str(bench), "items": 3, "seconds": 1.5}
+    tracks = ds.folder_tracks(bench)
+    for i, track in enumerate(tracks):
+        mix, voc = ds.read_segment(track, 0.0, int(1.5 * spec.sample_rate), spec.sample_rate, 1)
+        np.testing.assert_array_equal(valid_ds[i]["mixture"].numpy(), mix)
+        np.testing.assert_array_equal(valid_ds[i]["vocals"].numpy(), voc)
+    plain, _, _ = build_datasets(TrainConfig.from_dict(_config(tmp_path, {**data, "valid_set": ""})), spec)
+    assert [plain[i]["mixture"].shape for i in range(2)] == [train_ds[i]["mixture"].shape for i in range(2)]
+    # a run validates on them: its validation's mixture SI-SDR (estimate minus improvement) is theirs
+    cfg = TrainConfig.from_dict(_config(tmp_path, data, optim={"batch_size": 2}))
+    train(cfg)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    mixture_db = float(np.mean([float(si_sdr(valid_ds[i]["mixture"], valid_ds[i]["vocals"])[0]) for i in range(3)]))
+    assert abs((history[0]["val_si_sdr"] - history[0]["val_si_sdri"]) - mixture_db) < 0.2, (history, mixture_db)
+    with pytest.raises(ds.DatasetError, match="no such dataset folder"):
+        build_datasets(TrainConfig.from_dict(_config(tmp_path, {**data, "valid_set": str(tmp_path / "nope")})), spec)

@@ -72,7 +72,28 @@ def resolve_model(cfg: TrainConfig) -> tuple[FrameSpec, ModelConfig]:
 
 
 def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, ds.EpochDataset, dict]:
-    """``(train, valid, summary)`` for ``cfg.data``; the split is made before loopback."""
+    """``(train, valid, summary)`` for ``cfg.data``; the split is made before loopback.
+
+    With ``data.valid_set`` the validation items are that folder's tracks, each once and whole.
+    """
+    train_ds, valid_ds, summary = _build_datasets(cfg, spec)
+    if cfg.data.valid_set:
+        valid_ds, summary["valid_set"] = _valid_set(cfg, spec)
+    return train_ds, valid_ds, summary
+
+
+def _valid_set(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, dict[str, Any]]:
+    tracks = ds.folder_tracks(cfg.data.valid_set)
+    shortest = min(t.length * spec.sample_rate // t.rate for t in tracks)
+    if shortest < spec.n_fft:
+        raise ds.DatasetError(f"{cfg.data.valid_set}: a validation track is shorter than one frame")
+    valid = ds.TrackSegments(tracks, rate=spec.sample_rate, samples=int(shortest), items=len(tracks),
+                             channels=cfg.data.channels, seed=cfg.seed, train=False)
+    return valid, {"root": str(cfg.data.valid_set), "items": len(tracks),
+                   "seconds": round(shortest / spec.sample_rate, 3)}
+
+
+def _build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, ds.EpochDataset, dict]:
     d = cfg.data
     samples = int(round(d.segment_seconds * spec.sample_rate))
     if samples < spec.n_fft:
@@ -433,7 +454,7 @@ def same_draw(cfg: TrainConfig, trained: dict) -> bool:
 
 
 #: Data settings that leave the training items as they are.
-_NOT_IN_TRAINING_ITEMS = frozenset({"valid_items", "num_workers"})
+_NOT_IN_TRAINING_ITEMS = frozenset({"valid_items", "valid_set", "num_workers"})
 
 
 def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
