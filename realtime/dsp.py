@@ -126,9 +126,8 @@ def synthesis_window(name: str, n_fft: int, hop: int, length: int = 0) -> np.nda
     A shorter ``length`` gives a low-delay synthesis: ``w_s`` is zero but for the newest
     ``length`` samples of the frame, where analysis times synthesis is the named window of
     ``length`` samples, squared, normalised to overlap-add to one at ``hop`` (``w_s = g / w_a``
-    there). Each
-    frame then only shapes its newest ``length`` samples, so a sample is finished ``length - hop``
-    samples after it arrived, while the analysis (and the model's frequency resolution) still
+    there). Each frame then only shapes its newest ``length`` samples, so a sample is finished
+    ``length - hop`` samples after it arrived, while the analysis (and the model's frequency resolution) still
     spans ``n_fft``. The price is that ``w_s`` grows towards the frame's end, where the analysis
     window is small (up to ``(n_fft / length)**2``-fold for a Hann window), so errors in the
     processed spectrum weigh more there than with the full window.

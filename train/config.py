@@ -44,8 +44,8 @@ class DataConfig:
     train_items: int = 512
     valid_items: int = 64
     # validate on a saved benchmark set instead (folders of mixture.wav + vocals.wav, e.g. written by
-    # `benchmarks/quality.py --split valid --save-set DIR`): every item once, whole, so that best.pt
-    # is the checkpoint the benchmark would pick; valid_items is then unused
+    # `benchmarks/quality.py --split valid --save-set DIR`): every item once, whole, so best.pt is
+    # chosen on the benchmark's own items; valid_items is then unused
     valid_set: str = ""
     # which sequence of training mixtures the seed gives (validation does not change with it): a
     # phase that starts from another run's weights (optim.init_from) takes a draw that run did not,
