@@ -74,7 +74,8 @@ def resolve_model(cfg: TrainConfig) -> tuple[FrameSpec, ModelConfig]:
 def build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset, ds.EpochDataset, dict]:
     """``(train, valid, summary)`` for ``cfg.data``; the split is made before loopback.
 
-    With ``data.valid_set`` the validation items are that folder's tracks, each once and whole.
+    With ``data.valid_set`` the validation items are that folder's tracks, each once, from its start,
+    as long as the shortest of them (a benchmark set's items are all one length: each whole).
     """
     train_ds, valid_ds, summary = _build_datasets(cfg, spec)
     if cfg.data.valid_set:
