@@ -33,8 +33,6 @@ VARIANTS = {
     "norm_skip": (FrameSpec(16_000, 256, 64, past_frames=3, future_frames=0, output="ratio_mask"),
                   TINY_CFG.replace(encoder="encode_once", encoder_width=8, pre_fc=0, norm="layer", skip=True,
                                    input_compression="power")),
-    "ratio_mask_knee": (FrameSpec(16_000, 256, 64, past_frames=2, future_frames=0, output="ratio_mask"),
-                        TINY_CFG.replace(mask_knee=0.3, mask_knee_power=2.0)),
 }
 
 
@@ -124,33 +122,6 @@ def test_model_config_json_round_trip_and_bad_values():
         ModelConfig(skip="yes")
     with pytest.raises(ModelConfigError, match="mask output"):
         build_model(TINY_SPEC, TINY_CFG.replace(bands=8))
-    for knee in (1.0, -0.1, float("nan"), True, "0.2"):
-        with pytest.raises(ModelConfigError, match="mask_knee"):
-            ModelConfig(mask_knee=knee)
-    for power in (0.0, 9.0, float("inf")):
-        with pytest.raises(ModelConfigError, match="mask_knee_power"):
-            ModelConfig(mask_knee_power=power)
-    with pytest.raises(ModelConfigError, match="mask_knee needs a ratio_mask output, not 'spectrum'"):
-        build_model(TINY_SPEC, TINY_CFG.replace(mask_knee=0.2))
-
-
-@pytest.mark.parametrize("power", [1.0, 2.0])
-def test_mask_knee_expands_only_the_gains_below_it(power):
-    spec = FrameSpec(16_000, 256, 64, past_frames=2, future_frames=0, output="ratio_mask")
-    plain = build_model(spec, TINY_CFG)
-    knee = build_model(spec, TINY_CFG.replace(mask_knee=0.5, mask_knee_power=power))
-    knee.load_state_dict(plain.state_dict())  # no weights of its own
-    with torch.no_grad():
-        knee.head[-1].bias.copy_(torch.linspace(-4.0, 4.0, spec.n_bins))  # gains across (0, 1)
-        plain.head[-1].bias.copy_(knee.head[-1].bias)
-        x = _contexts(spec, 12 * spec.hop, batch=1)
-        g, _ = plain(x)
-        y, _ = knee(x)
-    below, above = g < 0.5, g >= 0.5
-    assert bool(below.any()) and bool(above.any())
-    torch.testing.assert_close(y[above], g[above])
-    torch.testing.assert_close(y[below], g[below] * (g[below] / 0.5) ** power)
-    assert float((y[below] / g[below]).max()) < 1.0  # every gain under the knee went down
 
 
 def test_bad_input_shape_is_named():

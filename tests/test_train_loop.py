@@ -155,28 +155,6 @@ def test_a_phase_from_another_runs_weights_is_told_when_it_would_replay_that_run
         assert "starting from the weights of" in err and "its epochs come again" not in err, change
 
 
-def test_a_phase_takes_a_trained_network_with_a_mask_knee(tmp_path, capsys):
-    from deepiso.train.loop import initial_weights, resolve_model
-
-    data = _dataset("manifest", tmp_path / "data")
-    base = TrainConfig.from_dict({**_config(tmp_path, data, tensorboard=False),
-                                  "frame_overrides": {"output": "ratio_mask", "future_frames": 0}})
-    train(base)
-    first = tmp_path / "run" / "best.pt"
-    a, _ = load_checkpoint(first)
-    knee = base.with_overrides([f"out_dir={tmp_path / 'knee'}", f"optim.init_from={first}",
-                                "model_overrides.mask_knee=0.25"])
-    state, _ = initial_weights(str(first), *resolve_model(knee), verbose=False)
-    for k, v in a.state_dict().items():
-        torch.testing.assert_close(state[k], v, rtol=0, atol=0)  # the weights as they were
-    capsys.readouterr()
-    train(knee)
-    err = capsys.readouterr().err
-    assert "took the weights of" in err and "mask_knee 0.0 -> 0.25" in err
-    b, _ = load_checkpoint(tmp_path / "knee" / "best.pt")
-    assert (a.cfg.mask_knee, b.cfg.mask_knee) == (0.0, 0.25)
-
-
 def test_a_checkpoint_that_predates_a_data_setting_drew_with_its_default():
     from deepiso.train.loop import same_draw
 

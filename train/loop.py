@@ -43,7 +43,7 @@ from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_
 from .config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from .features import Frontend, features, from_features
 from .losses import LossWeights, combined_loss, si_sdr
-from .model import WEIGHTLESS_FIELDS, IsolatorNet, ModelConfig, build_model, get_config
+from .model import IsolatorNet, ModelConfig, build_model, get_config
 
 
 def derive_seed(*keys: int | str) -> int:
@@ -421,14 +421,6 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
                 print(f"moved the awareness window of {source} ({window}; new positions start at zero)",
                       file=sys.stderr)
             net = moved
-    weightless = {k: getattr(mcfg, k) for k in WEIGHTLESS_FIELDS if getattr(net.cfg, k) != getattr(mcfg, k)}
-    if net.spec.to_dict() == spec.to_dict() and weightless:
-        retuned = build_model(spec, net.cfg.replace(**weightless))
-        retuned.load_state_dict(net.state_dict())
-        if verbose:
-            changed = ", ".join(f"{k} {getattr(net.cfg, k)} -> {v}" for k, v in weightless.items())
-            print(f"took the weights of {source} with {changed}", file=sys.stderr)
-        net = retuned
     if net.spec.to_dict() == spec.to_dict() and net.cfg.to_dict() != mcfg.to_dict():
         from .widen import WIDTH_FIELDS, WidenError, output_change, widen
 

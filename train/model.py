@@ -37,9 +37,6 @@ from deepiso.realtime.frame import FrameSpec
 #: Version of :meth:`ModelConfig.to_dict`'s layout; readers refuse newer ones.
 MODEL_FORMAT_VERSION = 1
 
-#: :class:`ModelConfig` fields that hold no weights: a trained network takes other values of them as it is.
-WEIGHTLESS_FIELDS = ("mask_knee", "mask_knee_power")
-
 ENCODERS = ("stack", "encode_once")
 COMPRESSIONS = ("none", "power")
 ACTIVATIONS = ("relu", "tanh", "gelu")
@@ -81,12 +78,6 @@ class ModelConfig:
     * ``activation``: non-linearity of the FC layers; ``dropout`` between the
       LSTM layers (training only); ``mask_bound``: bound of a complex mask's
       real and imaginary parts (``bound * tanh``).
-    * ``mask_knee``: 0 (off), or a ratio mask's knee ``t`` in (0, 1): a gain
-      ``g`` below it becomes ``g * (g / t) ^ mask_knee_power`` (a downward
-      expander, continuous at ``t``; gains above it pass unchanged). Bins the
-      network barely keeps, background in voice-free stretches above all, go
-      down much further while voiced bins keep their gain. It has no weights,
-      so a trained network takes one on (``optim.init_from``).
     """
 
     name: str = "custom"
@@ -105,8 +96,6 @@ class ModelConfig:
     mask_bound: float = 1.5
     norm: str = "none"
     skip: bool = False
-    mask_knee: float = 0.0
-    mask_knee_power: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,14 +131,6 @@ class ModelConfig:
             raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not float(self.mask_bound) > 0.0:
             raise ModelConfigError(f"mask_bound must be > 0, got {self.mask_bound}")
-        for name in ("mask_knee", "mask_knee_power"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ModelConfigError(f"{name} must be a number, got {value!r}")
-        if not 0.0 <= float(self.mask_knee) < 1.0:
-            raise ModelConfigError(f"mask_knee must be 0 (off) or in (0, 1), got {self.mask_knee}")
-        if not 0.0 < float(self.mask_knee_power) <= 8.0:
-            raise ModelConfigError(f"mask_knee_power must be in (0, 8], got {self.mask_knee_power}")
 
     # ------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -383,9 +364,6 @@ class IsolatorNet(nn.Module):
         y = self.head(torch.cat([z, r], dim=-1) if self.cfg.skip else r)
         if self.spec.output == "ratio_mask":
             y = torch.sigmoid(y)
-            if self.cfg.mask_knee:
-                knee = float(self.cfg.mask_knee)
-                y = y * torch.clamp(y * (1.0 / knee), max=1.0).pow(float(self.cfg.mask_knee_power))
         elif self.spec.output == "complex_mask":
             y = self.cfg.mask_bound * torch.tanh(y)
         return y, (h, c)
@@ -421,8 +399,6 @@ def build_model(spec: FrameSpec, cfg: ModelConfig) -> IsolatorNet:
     if cfg.bands and spec.output == "spectrum":
         # Band pooling drops the phase; a spectrum output would have to invent it.
         raise ModelConfigError("bands > 0 needs a mask output (ratio_mask or complex_mask), not 'spectrum'")
-    if cfg.mask_knee and spec.output != "ratio_mask":
-        raise ModelConfigError(f"mask_knee needs a ratio_mask output, not {spec.output!r}")
     return IsolatorNet(spec, cfg)
 
 
