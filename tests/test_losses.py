@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from deepiso.train.losses import (
@@ -110,3 +111,11 @@ def test_gap_loss_measures_the_estimate_in_voice_free_frames_only():
     assert float(no_gap) == 0.0
     total, parts = combined_loss(LossWeights(contrastive=0.0, gap=0.5), 0.1 * mix, v, a)
     assert set(parts) == {"gap"} and abs(float(total) - 0.5 * parts["gap"]) < 1e-6
+    # the floor is the weights' gap_limit_db: 40 dB down in the gaps counts as done at a limit of 30
+    total, parts = combined_loss(LossWeights(contrastive=0.0, gap=1.0, gap_limit_db=30.0), 0.01 * mix, v, a)
+    assert abs(parts["gap"] - (-30.0)) < 1e-4
+    pred = (0.01 * mix).requires_grad_()
+    combined_loss(LossWeights(contrastive=0.0, gap=1.0, gap_limit_db=30.0), pred, v, a)[0].backward()
+    assert float(pred.grad.abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="gap_limit_db"):
+        LossWeights(gap=1.0, gap_limit_db=0.0)

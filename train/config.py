@@ -90,6 +90,7 @@ class LossConfig:
     magnitude_power: float = 0.5
     si_sdr: float = 0.0
     gap: float = 0.0  # residual in voice-free frames, dB (losses.gap_loss)
+    gap_limit_db: float = 60.0  # the gap term's floor (dB below the mixture); no gradient beyond it
 
 
 @dataclass

@@ -110,6 +110,11 @@ class LossWeights:
     magnitude_power: float = 0.5
     si_sdr: float = 0.0
     gap: float = 0.0  # weight of :func:`gap_loss` (dB, like the SI-SDR term)
+    gap_limit_db: float = 60.0  # its floor: voice-free frames this far down count as done
+
+    def __post_init__(self) -> None:
+        if not float(self.gap_limit_db) > 0.0:
+            raise ValueError(f"gap_limit_db must be > 0 dB, got {self.gap_limit_db}")
 
 
 def combined_loss(w: LossWeights, pred: Tensor, vocals: Tensor, accompaniment: Tensor,
@@ -137,7 +142,7 @@ def combined_loss(w: LossWeights, pred: Tensor, vocals: Tensor, accompaniment: T
         total = total + w.si_sdr * s
         parts["si_sdr"] = float(s.detach())
     if w.gap:
-        g = gap_loss(pred, vocals, accompaniment)
+        g = gap_loss(pred, vocals, accompaniment, limit_db=w.gap_limit_db)
         total = total + w.gap * g
         parts["gap"] = float(g.detach())
     return total, parts
