@@ -4,6 +4,7 @@
     python -m deepiso.train prepare {musdb,medleydb} SOURCE OUT [--wav] [--metadata DIR]
     python -m deepiso.train write-config FILE [--model NAME]
     python -m deepiso.train models
+    python -m deepiso.train average OUT.pt IN... [--weights W...]
 
 Launch on several processes with ``torchrun --nproc-per-node N -m deepiso.train CONFIG``.
 """
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "prepare":
             return _run_prepare(argv[1:])
+        if argv and argv[0] == "average":
+            from .average import main as average_main
+
+            return average_main(argv[1:])
         if argv and argv[0] == "models":
             for name, (spec, mcfg) in CONFIGS.items():
                 n = build_model(spec, mcfg).num_parameters()

@@ -126,6 +126,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads per process; 0: all cores (shared among DDP processes)
     checkpoint_every: int = 0  # steps between resume checkpoints; 0: once per epoch
+    keep_epochs: bool = False  # also keep each epoch's weights as epoch_NNN.pt (for deepiso train average)
     log_every: int = 10
     progress: bool = True
     tensorboard: bool = True

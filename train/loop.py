@@ -15,7 +15,8 @@ gradients, rank 0 validates the gathered sums and writes files.
 Files in ``out_dir``: ``train_config.json``, ``last.pt`` (resume),
 ``best.pt`` (lowest validation loss, the report's selection rule),
 ``config.json`` (the model's frame spec + config, beside the weights),
-``history.json``, ``loss.png`` and ``tb/`` (TensorBoard).
+``history.json``, ``loss.png``, ``tb/`` (TensorBoard) and, with ``keep_epochs``,
+``epoch_NNN.pt`` after every epoch (inputs for :mod:`deepiso.train.average`).
 """
 
 from __future__ import annotations
@@ -626,6 +627,9 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
                 if improved:
                     best = {"val_loss": metrics["val_loss"], "epoch": epoch}
                     save_checkpoint(out / "best.pt", net, train_config=train_config, metrics=record)
+                if cfg.keep_epochs:
+                    save_checkpoint(out / f"epoch_{epoch + 1:03d}.pt", net, train_config=train_config,
+                                    metrics=record, config_json=False)
                 position = {"epoch": epoch + 1, "step": 0, "global_step": position["global_step"],
                             "epoch_loss_sum": 0.0}
                 save_last(position)
