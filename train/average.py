@@ -82,7 +82,7 @@ def average_networks(sources: list[str], weights: list[float] | None = None) -> 
     w = _weights(len(sources), weights)
     first, train_config = None, None
     total: dict[str, torch.Tensor] = {}
-    for source, wi in zip(sources, w):
+    for source, wi in zip(sources, w, strict=True):
         net, tc = _load(source)
         if first is None:
             first = net
@@ -115,7 +115,7 @@ def average_checkpoints(out: str | os.PathLike, sources: list[str], weights: lis
         raise AverageError(f"{out} is one of the inputs; write the average to a new file")
     net, train_config = average_networks(sources, weights)
     w = _weights(len(sources), weights)
-    metrics = {"average_of": [{"source": str(s), "weight": wi} for s, wi in zip(sources, w)]}
+    metrics = {"average_of": [{"source": str(s), "weight": wi} for s, wi in zip(sources, w, strict=True)]}
     return save_checkpoint(out, net, train_config=train_config, metrics=metrics, config_json=False)
 
 
