@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='JSON file {"sources": [{"name", "license"}], "summary"} (default: from the checkpoint)')
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("train", help="train a model: deepiso train CONFIG.{json,yaml} [--set k=v] [--restart]; deepiso train average OUT.pt IN...",
+    p = sub.add_parser("train", help="train a model: deepiso train CONFIG.{json,yaml} [--set k=v] [--restart]; "
+                                     "average weights: deepiso train average OUT.pt IN...",
                        add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_train)
