@@ -72,7 +72,7 @@ def build_chain(model: str, mix: str, channels: int, gain_db: float = 0.0, gate_
     """``[input meter, isolator?, mix?, gate?, gain?, output meter]`` and (isolator, in meter, out meter).
 
     ``model="none"`` gives a pass-through chain (no isolator). ``floor_db`` is the isolator's input
-    floor (:class:`~deepiso.realtime.plugins.isolator.Isolator`; ``None``: digital silence only);
+    floor (:class:`~deepiso.realtime.plugins.isolator.Isolator`; ``None``: the isolator's default, -80 dBFS);
     ``synthesis_length`` its synthesis (``None``: the model's).
     """
     from .plugins.basic import Gain, Gate, Meter, Mix
@@ -319,7 +319,7 @@ def cmd_virtual_mic(args: argparse.Namespace) -> int:
 def _add_isolator_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--floor", type=float, default=None, metavar="DBFS",
                    help="input floor in dBFS: quieter input is silence (model skipped, state restarted); "
-                        "set it just above the microphone's noise floor, e.g. -60 (default: digital silence only)")
+                        "set it just above the microphone's noise floor, e.g. -60 (default: -80, near-silence)")
     p.add_argument("--synthesis-length", type=int, default=None, metavar="N",
                    help="run the model with a low-delay synthesis of N samples (hop <= N < n_fft; 0 = the full "
                         "window): the delay becomes N - hop, at a cost in quality unless the model was trained "

@@ -479,7 +479,7 @@ def test_a_floor_variant_is_scored_as_the_engine_runs_it_with_that_floor(items, 
     assert set(data["summary"]) == {"mixture", "deepiso:tiny-test", "deepiso:tiny-test@floor-60"}
     assert data["set"]["lead_in"] == {"seconds": 0.5, "level_dbfs": -70.0}
     floors = {s["name"]: s.get("floor_dbfs") for s in data["systems"]}
-    assert floors["deepiso:tiny-test@floor-60"] == -60.0 and floors["deepiso:tiny-test"] == -100.0
+    assert floors["deepiso:tiny-test@floor-60"] == -60.0 and floors["deepiso:tiny-test"] == -80.0
 
 
 def test_a_synthesis_variant_is_scored_as_the_engine_runs_it_with_that_synthesis(items, tmp_path):
