@@ -107,12 +107,17 @@ def test_after_digital_silence_the_model_starts_afresh():
     # The second onset follows a signal: without the reset the state it left would change this part.
     second = 2 * gap + sig.shape[0]
     np.testing.assert_allclose(out[second + lat : second + lat + n], ref[:n], atol=1e-4, rtol=0)
-    # A quiet signal is no silence: -60 dBFS noise goes through the model from its first frame.
+    # A quiet signal is no silence: -60 dBFS noise goes through the model from its first frame when the
+    # floor is under the onset's first frames (mostly the zeros before it), and from the frames after them
+    # at the default floor.
     quiet = (1e-3 * np.random.default_rng(2).standard_normal((4_000, 1))).astype(np.float32)
-    host = Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1, max_block=1024)
+    host = Host([Isolator("tiny-test", channels=1, floor_dbfs=-100.0)], spec.sample_rate, 1, max_block=1024)
     out = _random_blocks(host, quiet, seed=5)
     ref = _offline_vocals(model, spec, quiet)
     np.testing.assert_allclose(out[lat:], ref[: quiet.shape[0] - lat], atol=1e-6, rtol=0)
+    host = Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1, max_block=1024)
+    out = _random_blocks(host, quiet, seed=5)
+    assert np.all(np.abs(out[lat + spec.n_fft:]).max(axis=-1) > 0.0)
     assert np.abs(out[lat:]).max() > 0
 
 
