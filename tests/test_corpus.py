@@ -419,3 +419,45 @@ def test_training_data_card_lists_every_source_with_its_license(built, tmp_path)
     total = sum(m for s in card["sources"] for m in s["minutes"].values())
     assert total == pytest.approx(sum(r["duration"] for r in records) / 60, abs=0.05 * len(card["sources"]))
     assert "synthetic" in card["summary"]
+
+
+def test_sung_speech_is_made_from_the_built_voices_and_keeps_their_split_and_license(built, tmp_path):
+    out, cache, _ = built
+    work = tmp_path / "corpus"
+    shutil.copytree(out, work)
+    (work / ".build.lock").unlink(missing_ok=True)
+    sung = Source("t-sung", VOICE, "singing", "as its speech", method="sung", options={"from": ("t-voice",)},
+                  flags=("synthetic", "sung-speech"))
+    reports = corpus.build_corpus(work, [sung], cache_dir=cache, jobs=1)
+    assert reports[0].error is None and reports[0].failed == 0 and reports[0].files > 0
+    records = _records(work)
+    base = {r["path"]: r for r in records if r["source"] == "t-voice"}
+    made = [r for r in records if r["source"] == "t-sung"]
+    assert made and len({r["origin"] for r in made}) <= len(base)
+    for r in made:
+        original = base[r["origin"].removeprefix("sung from ")]
+        assert r["kind"] == "voice" and r["category"] == "singing"
+        assert r["split"] == original["split"], "a sung chunk must stay in its speech's split"
+        assert r["license"] == original["license"] == "CC0-1.0"
+        assert r["language"] == original["language"] and r["speaker"] == f"sung:{original['speaker'] or 't-voice'}"
+        assert {"synthetic", "sung-speech", "from:t-voice"} <= set(r["flags"])
+        audio, rate = sf.read(str(work / r["path"]))
+        assert rate == RATE and np.isfinite(audio).all() and np.abs(audio).max() > 1e-2
+    for origin, original in base.items():
+        sung_seconds = sum(r["duration"] for r in made if r["origin"] == f"sung from {origin}")
+        assert sung_seconds > 1.2 * original["duration"], "the notes are held longer than the spoken vowels"
+    # A rerun makes nothing again; a source whose speech is not built yet is reported, not raised.
+    again = corpus.build_corpus(work, [sung], cache_dir=cache, jobs=1)
+    assert again[0].done_before == reports[0].items and again[0].processed == 0
+    orphan = Source("t-sung2", VOICE, "singing", "x", method="sung", options={"from": ("t-nothing",)})
+    report = corpus.build_corpus(work, [orphan], cache_dir=cache, jobs=1)[0]
+    assert report.error and "build t-nothing first" in report.error
+    with pytest.raises(corpus.CorpusError, match="needs the corpus folder"):
+        corpus.enumerate_items(sung, cache)
+
+
+def test_the_recipe_sings_its_speech_after_building_it():
+    order = [s.name for s in corpus.SOURCES]
+    sung = corpus.SOURCES_BY_NAME["sung-speech"]
+    assert sung.category == "singing" and sung.method == "sung"
+    assert all(order.index(b) < order.index("sung-speech") for b in sung.options["from"])

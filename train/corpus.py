@@ -71,6 +71,7 @@ from .corpus_sources import (
     WORDS,
     Source,
 )
+from .sung import SingError, sing
 
 log = logging.getLogger("deepiso.corpus")
 
@@ -804,10 +805,18 @@ def kokoro_speech(ipa: str, voice: str, voice2: str | None = None, blend: float 
 
 # -------------------------------------------------------------------- items
 def enumerate_items(source: Source, cache: Path, download: bool = True,
-                    report: SourceReport | None = None) -> list[Item]:
-    """All inputs of one source, in a stable order. Fetches/unpacks packages as needed."""
+                    report: SourceReport | None = None, out: Path | None = None) -> list[Item]:
+    """All inputs of one source, in a stable order. Fetches/unpacks packages as needed.
+
+    ``out``: the corpus folder, which a source derived from other sources (``sung``) reads.
+    """
     if source.method in ("deb", "midi"):
         return _package_items(source, cache, download, report)
+    if source.method == "sung":
+        if out is None:
+            raise CorpusError(f"source {source.name}: derived from {', '.join(source.options.get('from', ()))}, "
+                              "it needs the corpus folder they were built in")
+        return _sung_items(source, out)
     maker = {"espeak": _espeak_items, "flite": _flite_items, "festival": _festival_items, "kokoro": _kokoro_items,
              "choir": _choir_items, "noise": _noise_items}.get(source.method)
     if maker is None:
@@ -922,6 +931,35 @@ def _choir_items(source: Source) -> list[Item]:
     return items
 
 
+def _sung_items(source: Source, out: Path) -> list[Item]:
+    """One item a voice chunk of the sources named in ``options["from"]``, already built in ``out``.
+
+    A sung chunk keeps its original's group and split (a test recording is
+    sung for the test split only), speaker, language and license.
+    """
+    bases = tuple(source.options.get("from", ()))
+    if not bases:
+        raise CorpusError(f"source {source.name}: options['from'] names no source to sing")
+    every = max(1, int(source.options.get("every", 1)))
+    items = []
+    for base in bases:
+        state = _load_state(out / "records" / f"{base}.jsonl")
+        records = sorted((r for e in state.values() if e.get("status") == "ok" for r in e.get("records", [])
+                          if r["kind"] == VOICE and (out / r["path"]).is_file()), key=lambda r: r["path"])
+        if not records:
+            raise CorpusError(f"source {source.name}: no voice of {base} in {out}; build {base} first "
+                              f"(deepiso corpus build {out} --sources {base})")
+        for r in records[::every]:
+            items.append(Item(source.name, r["path"], f"sung from {r['path']}", "sung", VOICE, source.category,
+                              group=f"{base}:{r['group']}", package=r.get("package") or "",
+                              speaker=f"sung:{r['speaker']}" if r.get("speaker") else f"sung:{base}",
+                              language=r.get("language"),
+                              args={"file": str(out / r["path"]), "seed": r["path"], "split": r["split"],
+                                    "license": r["license"], "flags": [f for f in r.get("flags", [])
+                                                                       if f != "phone-band"] + [f"from:{base}"]}))
+    return items
+
+
 def _noise_items(source: Source) -> list[Item]:
     colours = ("white", "pink", "brown", "hum")
     return [Item(source.name, f"{colours[i % 4]}{i:04d}", f"generated {colours[i % 4]} noise", "noise", source.kind,
@@ -996,6 +1034,15 @@ def produce(item: Item, cfg: BuildConfig, scratch: Path) -> tuple[np.ndarray, in
     if m == "kokoro":
         return kokoro_speech(espeak_ipa(a["text"], a["espeak_voice"]), a["voice"], a["voice2"], a["blend"],
                              a["speed"])
+    if m == "sung":
+        speech, rate = _read_mono(Path(a["file"]))
+        try:
+            audio, _ = sing(speech, rate, seed=a["seed"])
+        except SingError as exc:
+            if "no voiced sound" in str(exc) or "too short" in str(exc):
+                return np.zeros(0, np.float32), rate  # nothing to sing in this chunk: no file
+            raise CorpusError(f"{a['file']}: {exc}") from None
+        return audio, rate
     if m == "noise":
         return _coloured_noise(a["colour"], a["seed"], cfg.sample_rate, cfg.chunk_seconds), cfg.sample_rate
     raise CorpusError(f"{item.source}: unknown item method {m!r}")
@@ -1027,7 +1074,7 @@ def process_item(item: Item, cfg: BuildConfig, out_dir: str, source: Source) -> 
     if not np.isfinite(audio).all():
         raise CorpusError(f"{item.origin}: audio contains NaN or Inf samples")
     audio = audio - np.float32(audio.mean())
-    flags = list(source.flags)
+    flags = list(source.flags) + [f for f in item.args.get("flags", ()) if f not in source.flags]
     if source.denoise:
         audio = spectral_gate(audio, native)
         flags.append("denoised")
@@ -1040,7 +1087,7 @@ def process_item(item: Item, cfg: BuildConfig, out_dir: str, source: Source) -> 
         return []
     records = []
     stem = output_stem(item)
-    split = split_of(item.source, item.group)
+    split = item.args.get("split") or split_of(item.source, item.group)
     bounds = chunk_bounds(audio.size, native, cfg.chunk_seconds)
     for c, (a, b) in enumerate(bounds):
         piece = audio[a:b]
@@ -1058,7 +1105,7 @@ def process_item(item: Item, cfg: BuildConfig, out_dir: str, source: Source) -> 
         rms = float(np.sqrt(np.mean(piece.astype(np.float64) ** 2)))
         records.append({
             "path": rel, "kind": item.kind, "category": item.category, "source": item.source,
-            "package": item.package or None, "license": source.license, "origin": item.origin,
+            "package": item.package or None, "license": item.args.get("license", source.license), "origin": item.origin,
             "native_rate": int(native), "sample_rate": cfg.sample_rate,
             "duration": round(piece.size / cfg.sample_rate, 4), "chunk": c, "group": item.group,
             "speaker": item.speaker, "language": item.language, "split": split, "weight": source.weight,
@@ -1178,7 +1225,7 @@ def _build_source(source: Source, out: Path, cache: Path, cfg: BuildConfig,
     start = time.monotonic()
     log.info("%s: preparing (%s)", source.name, source.method)
     try:
-        items = enumerate_items(source, cache, download, report)
+        items = enumerate_items(source, cache, download, report, out)
     except (CorpusError, OSError, subprocess.SubprocessError) as exc:
         report.error = str(exc)
         log.error("%s: source skipped: %s", source.name, exc)

@@ -40,8 +40,10 @@ class Source:
     ``method`` says how items are made: ``deb`` (audio files inside Debian
     packages), ``midi`` (MIDI files inside packages, rendered by fluidsynth),
     ``espeak`` / ``flite`` / ``festival`` / ``kokoro`` (speech synthesis), ``choir``
-    (generated melodies on sung-vowel soundfont programs), ``noise``
-    (generated coloured noise and mains hum).
+    (generated melodies on sung-vowel soundfont programs), ``sung`` (the
+    corpus's own speech of the sources ``options["from"]`` sung on generated
+    melodies, :mod:`deepiso.train.sung`), ``noise`` (generated coloured noise
+    and mains hum).
 
     ``category_rules``: ``(pattern, category)`` pairs tried in order on the
     path; the first match wins, else ``category``. ``speaker_pattern`` and
@@ -122,6 +124,13 @@ SOURCES: tuple[Source, ...] = (
            note="Kokoro-82M neural speech (24 kHz) from espeak-ng's IPA; its five voices and blends of two"),
     Source("fluidsynth-choir", VOICE, "singing", "MIT (FluidR3) / GPL-2 (TimGM6mb)", method="choir", count=240,
            flags=("synthetic",), note="generated melodies on Choir Aahs / Voice Oohs"),
+    # Derived from the corpus's own speech, so it comes after its sources; each chunk keeps their license
+    # and split.
+    Source("sung-speech", VOICE, "singing", "as the speech it is made from (Apache-2.0 / GPL-2 / GFDL-1.3)",
+           method="sung", options={"from": ("kokoro", "fillets-ng-cs", "hedgewars-voices")},
+           flags=("synthetic", "sung-speech"),
+           note="Kokoro, fillets-ng and hedgewars speech sung on generated melodies (TD-PSOLA: vowels held "
+                "as notes with glide and vibrato, the words and the speaker's timbre kept)"),
     # ----------------------------------------------------------- background
     Source("wesnoth-music", BACKGROUND, "music", "GPL-2", packages=("wesnoth-1.16-music",), include=(r"\.ogg$",),
            exclude=(r"nunc_dimittis\.ogg$",), note="nunc_dimittis.ogg is choral and left out"),
