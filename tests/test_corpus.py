@@ -446,6 +446,10 @@ def test_sung_speech_is_made_from_the_built_voices_and_keeps_their_split_and_lic
     for origin, original in base.items():
         sung_seconds = sum(r["duration"] for r in made if r["origin"] == f"sung from {origin}")
         assert sung_seconds > 1.2 * original["duration"], "the notes are held longer than the spoken vowels"
+    card = corpus.training_data_card(work)
+    entry = next(s for s in card["sources"] if s["name"] == "t-sung")
+    assert entry["license"] == "CC0-1.0" and entry["categories"] == ["singing"] and "sung-speech" in entry["flags"]
+    assert "speech sung on generated melodies" in card["summary"]
     # A rerun makes nothing again; a source whose speech is not built yet is reported, not raised.
     again = corpus.build_corpus(work, [sung], cache_dir=cache, jobs=1)
     assert again[0].done_before == reports[0].items and again[0].processed == 0

@@ -29,7 +29,7 @@ def _speech_like(rng: np.random.Generator):
     """Syllables: a vowel with a falling or rising speech pitch, a noise burst (a consonant), a short pause."""
     parts, vowels = [], []
     pos = 0
-    for k in range(5):
+    for _ in range(5):
         n = int(rng.uniform(0.15, 0.3) * RATE)
         start = rng.uniform(110, 200)
         f0 = np.linspace(start, start * rng.uniform(0.8, 1.25), n)

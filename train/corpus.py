@@ -1356,18 +1356,20 @@ def training_data_card(corpus_dir: str | os.PathLike) -> dict:
     records = read_manifest(corpus_dir)
     by_source: dict[str, dict] = {}
     for r in records:
-        s = by_source.setdefault(r["source"], {"name": r["source"], "license": r["license"], "kind": r["kind"],
+        s = by_source.setdefault(r["source"], {"name": r["source"], "licenses": set(), "kind": r["kind"],
                                                "categories": set(), "packages": set(), "minutes": defaultdict(float),
                                                "flags": set()})
+        s["licenses"].add(r["license"])  # a derived source (sung speech) keeps each original's license
         s["categories"].add(r["category"])
         if r.get("package"):
             s["packages"].add(r["package"])
         s["minutes"][r["split"]] += r["duration"] / 60
-        s["flags"].update(f for f in r.get("flags", []) if f in ("phone-band", "band-limited", "synthetic", "hiss"))
+        s["flags"].update(f for f in r.get("flags", []) if f in ("phone-band", "band-limited", "synthetic", "hiss",
+                                                                 "sung-speech"))
     sources = []
     for name in sorted(by_source):
         s = by_source[name]
-        sources.append({"name": name, "license": s["license"], "kind": s["kind"],
+        sources.append({"name": name, "license": " / ".join(sorted(s["licenses"])), "kind": s["kind"],
                         "categories": sorted(s["categories"]), "packages": sorted(s["packages"]),
                         "minutes": {k: round(v, 1) for k, v in sorted(s["minutes"].items())},
                         "flags": sorted(s["flags"])})
@@ -1378,7 +1380,8 @@ def training_data_card(corpus_dir: str | os.PathLike) -> dict:
     parts = ", ".join(f"{c} {m:.0f} min" for (k, c), m in sorted(minutes.items()))
     summary = (f"deepiso free corpus: {len(records)} files from {len(sources)} sources (Debian packages, synthetic "
                f"voices, MIDI rendered with FluidR3/TimGM6mb), mixed on the fly; training split: {parts}. "
-               "Real singing is nearly absent: the singing voice is synthetic (sung vowels and MIDI voice parts).")
+               "Real singing is nearly absent: the singing voice is synthetic (sung vowels and MIDI voice parts"
+               + ("; speech sung on generated melodies by TD-PSOLA" if "sung-speech" in by_source else "") + ").")
     return {"sources": sources, "summary": summary}
 
 

@@ -329,6 +329,6 @@ def sing(x: np.ndarray, rate: int, seed: int | str = 0, stretch: tuple[float, fl
     spans_in = [(round(a * hop / rate, 4), round(min(x.size, b * hop) / rate, 4)) for a, b in runs]
     spans_out = [(round(a / rate, 4), round(b / rate, 4)) for a, b in zip(k_out[1:-1:2], k_out[2:-1:2],
                                                                           strict=True)]
-    plan = SungPlan(notes, [round(f, 3) for f in factors], spans_in, spans_out, scale_name, round(vib_hz, 3), round(vib_st, 3),
-                    round(x.size / rate, 3), round(n_out / rate, 3))
+    plan = SungPlan(notes, [round(f, 3) for f in factors], spans_in, spans_out, scale_name, round(vib_hz, 3),
+                    round(vib_st, 3), round(x.size / rate, 3), round(n_out / rate, 3))
     return y.astype(np.float32), plan
