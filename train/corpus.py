@@ -1381,7 +1381,7 @@ def training_data_card(corpus_dir: str | os.PathLike) -> dict:
     summary = (f"deepiso free corpus: {len(records)} files from {len(sources)} sources (Debian packages, synthetic "
                f"voices, MIDI rendered with FluidR3/TimGM6mb), mixed on the fly; training split: {parts}. "
                "Real singing is nearly absent: the singing voice is synthetic (sung vowels and MIDI voice parts"
-               + ("; speech sung on generated melodies by TD-PSOLA" if "sung-speech" in by_source else "") + ").")
+               + ("; speech sung on generated melodies by TD-PSOLA" if any("sung-speech" in s["flags"] for s in by_source.values()) else "") + ").")
     return {"sources": sources, "summary": summary}
 
 
