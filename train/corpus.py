@@ -1378,10 +1378,11 @@ def training_data_card(corpus_dir: str | os.PathLike) -> dict:
         if r["split"] == "train":
             minutes[(r["kind"], r["category"])] += r["duration"] / 60
     parts = ", ".join(f"{c} {m:.0f} min" for (k, c), m in sorted(minutes.items()))
+    sung = any("sung-speech" in s["flags"] for s in by_source.values())
     summary = (f"deepiso free corpus: {len(records)} files from {len(sources)} sources (Debian packages, synthetic "
                f"voices, MIDI rendered with FluidR3/TimGM6mb), mixed on the fly; training split: {parts}. "
                "Real singing is nearly absent: the singing voice is synthetic (sung vowels and MIDI voice parts"
-               + ("; speech sung on generated melodies by TD-PSOLA" if any("sung-speech" in s["flags"] for s in by_source.values()) else "") + ").")
+               + ("; speech sung on generated melodies by TD-PSOLA" if sung else "") + ").")
     return {"sources": sources, "summary": summary}
 
 
