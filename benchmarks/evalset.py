@@ -276,12 +276,15 @@ def mix_at_snr(voice: np.ndarray, background: np.ndarray, snr_db: float,
 
 def build_set(corpus: str | Path, split: str = "valid", per_cell: int = 4, seconds: float = 8.0,
               rate: int = 44_100, seed: int = 0, categories: dict[str, tuple[str, str]] | None = None,
-              snrs: tuple[float, ...] = SNRS_DB, voice_sources: tuple[str, ...] | None = None) -> list[Item]:
+              snrs: tuple[float, ...] = SNRS_DB, voice_sources: tuple[str, ...] | None = None,
+              without_voice_sources: tuple[str, ...] = ()) -> list[Item]:
     """Draw ``per_cell`` items for every category x SNR from the ``split`` files of a corpus manifest.
 
     ``voice_sources``: draw the voices only from these corpus sources (e.g. ``("kokoro",)``, natural
     speech only); a category none of them has a voice for is left out (the other cells are the same
     draw as without the filter, seed by seed), and a source the split lacks is an error.
+    ``without_voice_sources``: draw no voice from these sources, so a set drawn before a source joined
+    the corpus is drawn again from the grown corpus; a source the split lacks is an error.
 
     Items are stereo float32 at ``rate``; the same arguments always give the
     same items. Raises :class:`EvalSetError` naming the manifest and the
@@ -301,6 +304,13 @@ def build_set(corpus: str | Path, split: str = "valid", per_cell: int = 4, secon
                                f"(it has {', '.join(sorted(known))})")
         files = [f for f in files if f.role != "voice" or f.source in voice_sources]
         present = {f.category for f in files if f.role == "voice"}
+    if without_voice_sources:
+        known = {f.source for f in files if f.role == "voice"}
+        unknown = sorted(set(without_voice_sources) - known)
+        if unknown:
+            raise EvalSetError(f"{Path(corpus)}: split {split!r} has no voice source {', '.join(unknown)} "
+                               f"(it has {', '.join(sorted(known))})")
+        files = [f for f in files if f.role != "voice" or f.source not in without_voice_sources]
     by = {(f.role, f.category): [] for f in files}
     for f in files:
         by[(f.role, f.category)].append(f)

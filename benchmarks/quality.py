@@ -613,10 +613,13 @@ def load_items(args: argparse.Namespace) -> tuple[list[evalset.Item], dict[str, 
         return items, {"from": "musdb only"}
     voices = tuple(args.voice_source) if args.voice_source else None
     items = evalset.build_set(corpus, split=args.split, per_cell=args.per_cell, seconds=args.seconds,
-                              seed=args.seed, voice_sources=voices)
+                              seed=args.seed, voice_sources=voices,
+                              without_voice_sources=tuple(args.without_voice_source or ()))
     how.update({"split": args.split, "per_cell": args.per_cell, "seconds": args.seconds, "seed": args.seed})
     if voices:
         how["voice_sources"] = list(voices)
+    if args.without_voice_source:
+        how["without_voice_sources"] = list(args.without_voice_source)
     save_to = args.save_set or args.set
     if save_to:
         evalset.save_set(items, save_to)
@@ -636,6 +639,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     src.add_argument("--voice-source", action="append", default=None, metavar="SOURCE",
                      help="with --corpus: draw voices only from this corpus source (repeatable), "
                           "e.g. kokoro for natural speech only")
+    src.add_argument("--without-voice-source", action="append", default=None, metavar="SOURCE",
+                     help="with --corpus: draw no voice from this corpus source (repeatable), e.g. "
+                          "sung-speech for the set drawn before it joined the corpus")
     src.add_argument("--per-cell", type=int, default=4, help="items per category x SNR")
     src.add_argument("--seconds", type=float, default=8.0)
     src.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,7 @@
 """The quality benchmark: its metrics, its evaluation-set builder, delay handling of streaming peers, one run."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -520,3 +521,30 @@ def test_a_synthesis_variant_is_scored_as_the_engine_runs_it_with_that_synthesis
                   "--no-ica", "--no-oracle", "--sdr", "none", "--out", str(out), "--clips", "0"])
     data = json.loads(out.read_text())
     assert set(data["summary"]) == {"mixture", "deepiso:tiny-test", "deepiso:tiny-test@synthesis128"}
+
+
+def test_set_without_a_voice_source_is_the_draw_from_before_it_joined(corpus, tmp_path, capsys):
+    grown = tmp_path / "grown"
+    shutil.copytree(corpus, grown)
+    lines = (corpus / "manifest.jsonl").read_text().splitlines(keepends=True)
+    records = [json.loads(line) for line in lines]
+    speech = next(r for r in records if r["kind"] == "voice" and r["category"] == "speech" and r["split"] == "valid")
+    sung = next(r for r in records if r["kind"] == "voice" and r["category"] == "singing" and r["split"] == "valid")
+    extra = [dict(speech, source="later"), dict(sung, source="later")]
+    (grown / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in extra) + "".join(lines))
+    kw = dict(split="valid", per_cell=2, seconds=2.0, rate=RATE, seed=5)
+    before = evalset.build_set(corpus, **kw)
+    again = evalset.build_set(grown, **kw, without_voice_sources=("later",))
+    assert [it.name for it in again] == [it.name for it in before]
+    for a, b in zip(again, before, strict=True):
+        np.testing.assert_array_equal(a.mixture, b.mixture)
+    assert all(c["source"] != "later" for it in again for c in it.meta["voice_clips"])
+    drawn = evalset.build_set(grown, **kw)  # the grown corpus draws other items
+    assert any(not np.array_equal(a.mixture, b.mixture) for a, b in zip(drawn, before, strict=True))
+    with pytest.raises(evalset.EvalSetError, match="has no voice source nobody"):
+        evalset.build_set(grown, **kw, without_voice_sources=("nobody",))
+    out = quality.main(["--corpus", str(grown), "--split", "valid", "--per-cell", "1", "--seconds", "2",
+                        "--without-voice-source", "later", "--peers", "none", "--no-ica", "--no-oracle",
+                        "--sdr", "none", "--clips", "0", "--out", str(tmp_path / "q.json")])
+    assert out["set"]["without_voice_sources"] == ["later"]
+    capsys.readouterr()
