@@ -296,20 +296,19 @@ def build_set(corpus: str | Path, split: str = "valid", per_cell: int = 4, secon
         raise EvalSetError(f"per_cell must be >= 1 and seconds > 0, got {per_cell} and {seconds}")
     files = [f for f in read_manifest(corpus) if f.split == split]
     categories = CATEGORIES if categories is None else categories
-    if voice_sources is not None:
+    def check_known(sources: tuple[str, ...]) -> None:
         known = {f.source for f in files if f.role == "voice"}
-        unknown = sorted(set(voice_sources) - known)
+        unknown = sorted(set(sources) - known)
         if unknown:
             raise EvalSetError(f"{Path(corpus)}: split {split!r} has no voice source {', '.join(unknown)} "
                                f"(it has {', '.join(sorted(known))})")
+
+    if voice_sources is not None:
+        check_known(voice_sources)
         files = [f for f in files if f.role != "voice" or f.source in voice_sources]
         present = {f.category for f in files if f.role == "voice"}
     if without_voice_sources:
-        known = {f.source for f in files if f.role == "voice"}
-        unknown = sorted(set(without_voice_sources) - known)
-        if unknown:
-            raise EvalSetError(f"{Path(corpus)}: split {split!r} has no voice source {', '.join(unknown)} "
-                               f"(it has {', '.join(sorted(known))})")
+        check_known(without_voice_sources)
         files = [f for f in files if f.role != "voice" or f.source not in without_voice_sources]
     by = {(f.role, f.category): [] for f in files}
     for f in files:
