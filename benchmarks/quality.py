@@ -612,14 +612,14 @@ def load_items(args: argparse.Namespace) -> tuple[list[evalset.Item], dict[str, 
             raise SystemExit("error: give --set FOLDER, --corpus DIR, --synthetic or --musdb ROOT")
         return items, {"from": "musdb only"}
     voices = tuple(args.voice_source) if args.voice_source else None
+    without = tuple(args.without_voice_source or ())
     items = evalset.build_set(corpus, split=args.split, per_cell=args.per_cell, seconds=args.seconds,
-                              seed=args.seed, voice_sources=voices,
-                              without_voice_sources=tuple(args.without_voice_source or ()))
+                              seed=args.seed, voice_sources=voices, without_voice_sources=without)
     how.update({"split": args.split, "per_cell": args.per_cell, "seconds": args.seconds, "seed": args.seed})
     if voices:
         how["voice_sources"] = list(voices)
-    if args.without_voice_source:
-        how["without_voice_sources"] = list(args.without_voice_source)
+    if without:
+        how["without_voice_sources"] = list(without)
     save_to = args.save_set or args.set
     if save_to:
         evalset.save_set(items, save_to)
