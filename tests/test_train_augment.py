@@ -59,3 +59,49 @@ def test_gain_swap_remix():
     for i in range(3):  # every accompaniment comes from another item
         assert not torch.allclose(acc_out[i], acc_in[i])
         assert any(torch.allclose(acc_out[i], acc_in[j], atol=1e-6) for j in range(3) if j != i)
+
+
+def test_onset_silences_a_random_start_of_mixture_and_vocals_alike():
+    from deepiso.train.augment import Onset
+
+    batch = _batch(b=64, c=2, n=1000)
+    onset = Onset(p=0.5, max_samples=300)
+    out = onset(batch, _gen(3))
+    lengths = []
+    for i in range(64):
+        live = (out["mixture"][i].abs().sum(0) != 0).nonzero()
+        k = int(live[0]) if live.numel() else 1000
+        assert k < 300
+        # the same samples silenced in both, the rest untouched
+        assert torch.all(out["mixture"][i, :, :k] == 0) and torch.all(out["vocals"][i, :, :k] == 0)
+        assert torch.equal(out["mixture"][i, :, k:], batch["mixture"][i, :, k:])
+        assert torch.equal(out["vocals"][i, :, k:], batch["vocals"][i, :, k:])
+        lengths.append(k)
+    silenced = sum(k > 0 for k in lengths)
+    assert 16 <= silenced <= 48  # about half the items
+    assert len(set(lengths)) > 10  # at many phases, not one
+    assert torch.equal(onset(batch, _gen(3))["mixture"], out["mixture"])  # reproducible from the generator
+    onset.eval()
+    assert onset(batch, _gen(3)) is batch
+
+
+def test_onset_rejects_bad_settings():
+    import pytest
+
+    from deepiso.train.augment import Onset
+
+    with pytest.raises(ValueError, match="probability"):
+        Onset(p=1.5)
+    with pytest.raises(ValueError, match="max_samples"):
+        Onset(p=0.5, max_samples=0)
+
+
+def test_onset_is_last_in_the_configured_chain():
+    from deepiso.train.augment import Onset
+    from deepiso.train.config import TrainConfig
+    from deepiso.train.loop import build_augment
+
+    cfg = TrainConfig.from_dict({"model": "tiny-test", "augment": {"onset": 0.3, "onset_max": 512, "remix": 0.5}})
+    chain = list(build_augment(cfg).chain)
+    assert isinstance(chain[-1], Onset) and chain[-1].p == 0.3 and chain[-1].max_samples == 512
+    assert not any(isinstance(m, Onset) for m in build_augment(TrainConfig.from_dict({"model": "tiny-test"})).chain)

@@ -119,8 +119,39 @@ class Remix(nn.Module):
         return {**batch, "mixture": voc + acc}
 
 
+class Onset(nn.Module):
+    """With probability ``p`` per item, silence the first ``k`` samples of mixture and vocals alike.
+
+    ``k`` is uniform in ``[0, max_samples)``. Without it every training item starts at the
+    same place of the hop grid (the first frame holds exactly one hop of signal), while a
+    live signal starts from silence at any sample: at a few phases of the grid the network,
+    started from its zero state, locked into a constant mask that passes everything for
+    seconds. Applied last, so the silenced stretch stays digital silence (the engine's
+    silence rule holds the state at zero there, as training starts from zero).
+    """
+
+    def __init__(self, p: float = 0.0, max_samples: int = 4096) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"onset probability must be in [0, 1], got {p}")
+        if max_samples < 1:
+            raise ValueError(f"onset max_samples must be >= 1, got {max_samples}")
+        self.p, self.max_samples = p, int(max_samples)
+
+    def forward(self, batch: Batch, gen: torch.Generator) -> Batch:
+        mix = batch["mixture"]
+        if not self.training or self.p <= 0:
+            return batch
+        b, _, n = mix.shape
+        pick = torch.rand((b,), generator=gen, device=mix.device) < self.p
+        k = torch.randint(0, min(self.max_samples, n), (b,), generator=gen, device=mix.device)
+        k = torch.where(pick, k, torch.zeros_like(k))
+        keep = (torch.arange(n, device=mix.device)[None, :] >= k[:, None])[:, None, :].to(mix.dtype)
+        return {**batch, "mixture": mix * keep, "vocals": batch["vocals"] * keep}
+
+
 class Augment(nn.Module):
-    """The configured chain, applied in order: gain, channel swap, remix, AWGN."""
+    """The configured chain, applied in order: gain, channel swap, remix, AWGN, onset."""
 
     def __init__(self, modules: Sequence[nn.Module]) -> None:
         super().__init__()

@@ -80,6 +80,8 @@ class AugmentConfig:
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
     channel_swap: float = 0.5
     remix: float = 0.0
+    onset: float = 0.0  # share of items whose first samples are silenced (augment.Onset)
+    onset_max: int = 4096  # ... a number of samples uniform in [0, onset_max)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from deepiso.realtime.frame import FrameSpec
 
 from . import datasets as ds
-from .augment import AWGN, Augment, ChannelSwap, RandomGain, Remix
+from .augment import AWGN, Augment, ChannelSwap, Onset, RandomGain, Remix
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from .features import Frontend, features, from_features
@@ -185,6 +185,8 @@ def build_augment(cfg: TrainConfig) -> Augment:
         mods.append(Remix(a.remix))
     if a.awgn_profiles > 0 and a.awgn_snr_db:
         mods.append(AWGN(a.awgn_profiles, a.awgn_snr_db, a.awgn_keep_clean))
+    if a.onset > 0:
+        mods.append(Onset(a.onset, a.onset_max))
     return Augment(mods)
 
 
