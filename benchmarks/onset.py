@@ -14,7 +14,7 @@ engine's host with the ``deepiso live`` chain (isolator plugin on the step graph
 
 Items: the bundled demo clip at 0 dB, the same clip through a 44.1 -> 48 -> 44.1 kHz round trip (a
 48 kHz audio server's resampler rings a few samples ahead of the onset; this is what ``deepiso demo``
-hears), and the first ``--items`` items of a saved set (``quality.py --save-set``), if given.
+hears), and ``--items`` items spread evenly over a saved set (``quality.py --save-set``), if given.
 
 Writes ``benchmarks/results/onset.json`` (``--out``).
 
@@ -119,7 +119,8 @@ def run(models: list[str], set_dir: str | None, items: int, phases: int, set_pha
         }
         if set_dir:
             per_item = []
-            for it in evalset.load_set(set_dir)[:items]:
+            loaded = evalset.load_set(set_dir)
+            for it in loaded[:: max(1, len(loaded) // max(items, 1))][:items]:  # spread over the set
                 mix, voc = mono(it.mixture), mono(it.vocals)
                 if it.rate != engine.rate:
                     mix = resample(mix[:, None], it.rate, engine.rate)[:, 0]
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", help="model name or .onnx path (repeat; default: default)")
     p.add_argument("--set", help="a saved evaluation set (quality.py --save-set) for more items")
-    p.add_argument("--items", type=int, default=12, help="items of --set to use (default 12)")
+    p.add_argument("--items", type=int, default=12, help="items of --set to use, spread over it (default 12)")
     p.add_argument("--phases", type=int, default=64, help="onset phases per hop for the demo clip (default 64)")
     p.add_argument("--set-phases", type=int, default=16, help="onset phases per hop for set items (default 16)")
     p.add_argument("--margin", type=float, default=3.0, help="dB under the item's median that is a lock-in")

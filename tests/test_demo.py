@@ -74,7 +74,7 @@ def test_demo_isolates_the_voice_live_with_the_default_model(tmp_path):
     # Two cores shared with other work: a run whose devices lost or repeated samples (the voice lost,
     # the round trip left longer for the rest of the run, or the recorded input itself cut up at
     # more seams than the tracking can stitch back) is retried, as the live tests retry an over-long
-    # delay; the last attempt must pass every check. The shipped model gives +4.3 dB on this clip
+    # delay; the last attempt must pass every check. The shipped model gives +6.0 dB on this clip
     # offline, and a clean recording of the input scores -0.8 dB against the voice.
     def good(r: dict) -> bool:
         return r["si_sdr_improvement_db"] > 2.5 and r["si_sdr_mixture_db"] > -2.0 and \
@@ -111,22 +111,31 @@ def _stream(isolator, x: np.ndarray, block: int = 256) -> np.ndarray:
 
 
 def test_default_model_isolates_the_clip_wherever_its_onset_falls_on_the_hop_grid():
-    # The clip leads in with a few samples near -95 dBFS. Started on them, the network locked into
-    # passing everything for seconds at some onset positions (+0.4 dB at an offset of 80 samples,
-    # +1.1 at 136); the isolator's floor counts such near-silence as silence.
+    # A live signal starts from silence at any sample, so at any phase of the hop grid. 0.5.0 locked
+    # into a constant mask that passed the music at one phase in 64 of this clip (+0.4 dB on these
+    # 5 s against a median of +4.3); trained with onsets at random phases (augment.onset) the network
+    # has none. The clip leads in with a few samples near -95 dBFS; with the floor at -100 dBFS,
+    # 0.5.0 also locked in on them at offsets 80 and 136 (+0.03 dB), which the -80 dBFS floor hid.
     from deepiso.realtime.plugins.isolator import SILENCE_DBFS, Isolator
 
     rate = 44100
     mixture, voice = load_clip(rate)
+    mixture, voice = mixture[: 5 * rate], voice[: 5 * rate]
     base = si_sdr(mixture, voice)
+    iso = {floor: Isolator("default", floor_dbfs=floor) for floor in (SILENCE_DBFS, -100.0)}
+    for i in iso.values():
+        i.configure(rate, 1, 256)
 
     def improvement(offset: int, floor: float) -> float:
-        iso = Isolator("default", floor_dbfs=floor)
-        iso.configure(rate, 1, 256)
+        i = iso[floor]
+        i.reset()
         x = np.concatenate([np.zeros(4096 + offset, np.float32), mixture, np.zeros(4096, np.float32)])
-        y = _stream(iso, x)[4096 + offset + iso.latency_samples:][: mixture.size]
+        y = _stream(i, x)[4096 + offset + i.latency_samples:][: mixture.size]
         return si_sdr(y, voice) - base
 
-    gains = {offset: improvement(offset, SILENCE_DBFS) for offset in (0, 80, 136)}
-    assert min(gains.values()) > 3.0, gains
-    assert improvement(80, -100.0) < 2.0  # the failure this floor prevents
+    gains = {offset: improvement(offset, SILENCE_DBFS) for offset in range(0, 256, 4)}
+    median = float(np.median(list(gains.values())))
+    worst = min(gains, key=gains.get)
+    assert median > 3.0 and gains[worst] > median - 3.0, (worst, gains[worst], median)
+    low_floor = {offset: improvement(offset, -100.0) for offset in (80, 136)}
+    assert min(low_floor.values()) > median - 3.0, low_floor
