@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules when imported from tests
 
 import evalset  # noqa: E402
+from peers import downmix  # noqa: E402
 from quality import si_sdr  # noqa: E402
 
 from deepiso.realtime.audio_io import resample  # noqa: E402
@@ -100,10 +101,6 @@ def scan(engine: Engine, mixture: np.ndarray, truth: np.ndarray, phases: list[in
             "si_sdri_db": [round(float(s), 2) for s in scores]}
 
 
-def mono(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.mean(axis=0) if x.ndim == 2 else x, dtype=np.float32)
-
-
 def run(models: list[str], set_dir: str | None, items: int, phases: int, set_phases: int, margin: float,
         block: int, log=print) -> dict:
     systems = []
@@ -121,7 +118,7 @@ def run(models: list[str], set_dir: str | None, items: int, phases: int, set_pha
             per_item = []
             loaded = evalset.load_set(set_dir)
             for it in loaded[:: max(1, len(loaded) // max(items, 1))][:items]:  # spread over the set
-                mix, voc = mono(it.mixture), mono(it.vocals)
+                mix, voc = downmix(it.mixture), downmix(it.vocals)
                 if it.rate != engine.rate:
                     mix = resample(mix[:, None], it.rate, engine.rate)[:, 0]
                     voc = resample(voc[:, None], it.rate, engine.rate)[:, 0]
