@@ -105,3 +105,66 @@ def test_onset_is_last_in_the_configured_chain():
     chain = list(build_augment(cfg).chain)
     assert isinstance(chain[-1], Onset) and chain[-1].p == 0.3 and chain[-1].max_samples == 512
     assert not any(isinstance(m, Onset) for m in build_augment(TrainConfig.from_dict({"model": "tiny-test"})).chain)
+
+
+def test_state_carry_starts_rows_from_the_state_they_ended_with_unless_they_open_on_silence():
+    import pytest
+
+    from deepiso.train.augment import StateCarry
+
+    carry = StateCarry(p=0.5, hop=64)
+    mix = torch.randn(64, 1000, generator=_gen(0))
+    mix[:8, :64] = 0.0  # the first 8 rows open on a hop of digital silence
+    assert carry.initial(mix, _gen(1)) is None  # nothing carried yet: zeros
+    h = torch.randn(2, 64, 16, generator=_gen(2))
+    c = torch.randn(2, 64, 16, generator=_gen(3))
+    carry.update((h.requires_grad_(), c))
+    assert not carry.state[0].requires_grad  # detached: no gradient crosses into the last step
+    h0, c0 = carry.initial(mix, _gen(1))
+    kept = [bool(h0[:, i].abs().sum() > 0) for i in range(64)]
+    for i in range(64):  # a row gets its own state whole, or zeros
+        if kept[i]:
+            assert torch.equal(h0[:, i], h[:, i].detach()) and torch.equal(c0[:, i], c[:, i])
+        else:
+            assert torch.all(h0[:, i] == 0) and torch.all(c0[:, i] == 0)
+    assert not any(kept[:8])  # silent openings start from zeros, as the engine restarts after silence
+    assert 14 <= sum(kept[8:]) <= 42  # about half of the others
+    assert torch.equal(carry.initial(mix, _gen(1))[0], h0)  # reproducible from the generator
+    assert carry.initial(mix[:32], _gen(1)) is None  # another batch size: nothing to carry onto it
+    assert StateCarry(p=0.0).initial(mix, _gen(1)) is None
+    off = StateCarry(p=0.0)
+    off.update((h, c))
+    assert off.state is None  # off keeps nothing
+    with pytest.raises(ValueError, match="carry_state"):
+        StateCarry(p=1.0)  # a row would never start from zeros again
+
+
+def test_carried_state_reaches_the_network_and_a_bad_setting_is_a_config_error(tmp_path):
+    import pytest
+
+    from deepiso.train import testing as T
+    from deepiso.train.augment import StateCarry
+    from deepiso.train.config import ConfigError, TrainConfig
+    from deepiso.train.features import Frontend
+    from deepiso.train.loop import run_batch, train
+    from deepiso.train.losses import LossWeights
+    from deepiso.train.model import build_model, get_config
+
+    spec, mcfg = get_config("tiny-test")
+    net = build_model(spec, mcfg)
+    fe = Frontend(spec)
+    batch = {k: v[:, :1] for k, v in _batch(b=4, c=1, n=4000).items()}
+    w = LossWeights(magnitude=1.0)
+    carry = StateCarry(p=0.99, hop=spec.hop)
+    fresh = run_batch(net, net, fe, batch, w, need_waves=False, carry=carry, gen=_gen(0))
+    assert carry.state is not None and carry.state[0].abs().amax() > 0
+    again = run_batch(net, net, fe, batch, w, need_waves=False, carry=carry, gen=_gen(0))
+    assert not torch.allclose(again.pred, fresh.pred)  # the same items from the carried state
+    plain = run_batch(net, net, fe, batch, w, need_waves=False)
+    torch.testing.assert_close(plain.pred, fresh.pred)  # the first step started from zeros
+
+    root = T.make_folder_dataset(tmp_path / "data", tracks=3)
+    cfg = TrainConfig.from_dict({"model": "tiny-test", "data": {"kind": "folder", "root": str(root)},
+                                 "augment": {"carry_state": 1.0}, "out_dir": str(tmp_path / "run")})
+    with pytest.raises(ConfigError, match="augment.carry_state"):
+        train(cfg)

@@ -82,10 +82,12 @@ def test_deepiso_train_on_each_layout(tmp_path, layout, capsys):
     assert "resuming from" in capsys.readouterr().err
 
 
-def test_resume_after_kill_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize("carry_state", [0.0, 0.75])
+def test_resume_after_kill_matches_uninterrupted(tmp_path, carry_state):
+    # with augment.carry_state the LSTM state each row carries from step to step is part of what resumes
     data = _dataset("folder", tmp_path / "data")
     base = _config(tmp_path, {**data, "train_items": 32}, checkpoint_every=1, tensorboard=False,
-                   optim={"epochs": 2})
+                   optim={"epochs": 2}, augment={"carry_state": carry_state})
     # uninterrupted reference, in this process
     ref_cfg = TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "ref")})
     ref = train(ref_cfg)
@@ -120,6 +122,11 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
     b = read_checkpoint(last)["state_dict"]
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-4)
+    carried = read_checkpoint(last)["extra"].get("carry")
+    if carry_state:  # (processes, h and c, layers, rows = 4 items x 2 channels x (clean + AWGN copy), hidden)
+        assert carried is not None and carried.shape == (1, 2, 2, 16, 16) and carried.abs().amax() > 0
+    else:
+        assert carried is None
     ha = json.loads((tmp_path / "ref" / "history.json").read_text())
     hb = json.loads((tmp_path / "run" / "history.json").read_text())
     for x, y in zip(ha, hb, strict=True):
@@ -169,7 +176,8 @@ def test_a_checkpoint_that_predates_a_data_setting_drew_with_its_default():
 
 def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
     data = _dataset("folder", tmp_path / "data")
-    cfg_path = TrainConfig.from_dict(_config(tmp_path, data, tensorboard=False)).save(tmp_path / "cfg.json")
+    cfg_path = TrainConfig.from_dict(_config(tmp_path, data, tensorboard=False, augment={"carry_state": 0.5})
+                                     ).save(tmp_path / "cfg.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                           "-m", "deepiso.train", str(cfg_path)],
@@ -180,6 +188,8 @@ def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
     _, info = load_checkpoint(tmp_path / "run" / "best.pt")
     assert info["train_config"]["world_size"] == 2
     assert np.isfinite(info["metrics"]["val_loss"])
+    # each process's carried state is gathered into the resumable checkpoint: (processes, h and c, ...)
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["extra"]["carry"].shape == (2, 2, 2, 16, 16)
 
 
 def test_config_files_and_errors(tmp_path, capsys):

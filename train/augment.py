@@ -150,6 +150,46 @@ class Onset(nn.Module):
         return {**batch, "mixture": mix * keep, "vocals": batch["vocals"] * keep}
 
 
+class StateCarry:
+    """Items that start from the LSTM state of the item before them: truncated BPTT over a stream.
+
+    A training item starts from the zero state and lasts a few seconds; the live engine's state is
+    as old as the stream. With probability ``p`` per batch row, an item starts instead from the
+    state its row ended the previous step with, detached (no gradient crosses it), so the network
+    learns to isolate from states of every age, and to follow a change of material (the previous
+    item is unrelated, as after a change of song or of talker). A row keeps carrying with
+    probability ``p`` each step, so the age of its state is geometric, ``1 / (1 - p)`` items on
+    average. An item that opens on digital silence (its first ``hop`` samples all zero) starts from
+    zeros, as the engine restarts its state after a silent context.
+
+    ``initial(mixture, gen)`` gives the state for a batch (``None``: zeros), ``update(state)`` keeps
+    the state the batch ended with; ``load_state_dict()`` restores it when a run resumes.
+    """
+
+    def __init__(self, p: float = 0.0, hop: int = 1) -> None:
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"carry_state probability must be in [0, 1), got {p}")
+        self.p, self.hop = float(p), int(hop)
+        self.state: tuple[Tensor, Tensor] | None = None
+
+    def initial(self, mixture: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor] | None:
+        """The state for items ``mixture`` ``(B, L)`` (one row per LSTM batch row), or ``None`` for zeros."""
+        if self.p <= 0 or self.state is None or self.state[0].shape[1] != mixture.shape[0]:
+            return None
+        keep = torch.rand((mixture.shape[0],), generator=gen, device=mixture.device) < self.p
+        keep &= mixture[:, : self.hop].abs().amax(dim=1) > 0
+        k = keep.to(self.state[0].dtype)[None, :, None]
+        return self.state[0] * k, self.state[1] * k
+
+    def update(self, state: tuple[Tensor, Tensor]) -> None:
+        if self.p > 0:
+            self.state = (state[0].detach(), state[1].detach())
+
+    def load_state_dict(self, stacked: Tensor | None, device: torch.device | str | None = None) -> None:
+        """Carry on from ``torch.stack(state)`` ``(2, layers, B, hidden)`` (a resumed run's), or from none."""
+        self.state = None if stacked is None else (stacked[0].to(device), stacked[1].to(device))
+
+
 class Augment(nn.Module):
     """The configured chain, applied in order: gain, channel swap, remix, AWGN, onset."""
 

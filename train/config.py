@@ -82,6 +82,7 @@ class AugmentConfig:
     remix: float = 0.0
     onset: float = 0.0  # share of items whose first samples are silenced (augment.Onset)
     onset_max: int = 4096  # ... a number of samples uniform in [0, onset_max)
+    carry_state: float = 0.0  # share of items starting from the LSTM state their row ended with (augment.StateCarry)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from deepiso.realtime.frame import FrameSpec
 
 from . import datasets as ds
-from .augment import AWGN, Augment, ChannelSwap, Onset, RandomGain, Remix
+from .augment import AWGN, Augment, ChannelSwap, Onset, RandomGain, Remix, StateCarry
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from .features import Frontend, features, from_features
@@ -202,21 +202,28 @@ class Outputs:
     pred_wave: torch.Tensor | None  # (B', T * hop) iSTFT of pred, streaming delay
     mix_wave: torch.Tensor | None  # (B', T * hop) mixture with the same delay
     voc_wave: torch.Tensor | None  # (B', T * hop) vocals with the same delay
+    state: tuple[torch.Tensor, torch.Tensor] | None = None  # the LSTM state after the last frame
 
 
 def run_batch(model: torch.nn.Module, net: IsolatorNet, frontend: Frontend, batch: dict[str, torch.Tensor],
-              weights: LossWeights, need_waves: bool) -> Outputs:
+              weights: LossWeights, need_waves: bool, carry: StateCarry | None = None,
+              gen: torch.Generator | None = None) -> Outputs:
     """Features, forward and loss for a batch ``{"mixture", "vocals"}`` of ``(B, C, L)``.
 
     Channels are separate items (the engine runs the model per channel), so
     ``B' = B * C``. ``model`` may be DDP-wrapped; ``net`` is the bare network.
     Waveforms are computed when ``need_waves`` or the SI-SDR term is on.
+    With ``carry``, items start from the state it gives (drawn with ``gen``)
+    instead of zeros, and it keeps the state they end with.
     """
     mix = batch["mixture"].reshape(-1, batch["mixture"].shape[-1])
     voc = batch["vocals"].reshape(-1, batch["vocals"].shape[-1])
     acc = mix - voc
     x = frontend.contexts(mix)
-    y, _ = model(x)
+    state0 = carry.initial(mix, gen) if carry is not None and gen is not None else None
+    y, state = model(x, state0)
+    if carry is not None:
+        carry.update(state)
     pred = net.vocal_spectrum(y, x)
     voc_f, acc_f = features(frontend.stft(voc)), features(frontend.stft(acc))
     pred_wave = mix_wave = voc_wave = None
@@ -224,7 +231,7 @@ def run_batch(model: torch.nn.Module, net: IsolatorNet, frontend: Frontend, batc
         pred_wave = frontend.istft(from_features(pred))
         mix_wave, voc_wave = frontend.delay(mix), frontend.delay(voc)
     loss, parts = combined_loss(weights, pred, voc_f, acc_f, pred_wave, voc_wave, mix_wave)
-    return Outputs(loss, parts, pred, pred_wave, mix_wave, voc_wave)
+    return Outputs(loss, parts, pred, pred_wave, mix_wave, voc_wave, state)
 
 
 # ----------------------------------------------------------------------------
@@ -257,6 +264,21 @@ def _all_reduce(values: list[float], d: Dist, device: torch.device) -> list[floa
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def _gather_carry(carry: StateCarry, d: Dist) -> torch.Tensor | None:
+    """Every process's carried LSTM state, ``(world, 2, layers, B, hidden)``, for the resumable checkpoint.
+
+    Called by every process (it is a collective with more than one).
+    """
+    if carry.state is None:
+        return None
+    mine = torch.stack(carry.state)
+    if d.world == 1:
+        return mine[None].cpu()
+    parts = [torch.empty_like(mine) for _ in range(d.world)]  # on the device: NCCL gathers CUDA tensors
+    dist.all_gather(parts, mine)
+    return torch.stack(parts).cpu()
 
 
 def pick_device(cfg: TrainConfig, d_local_rank: int = 0) -> torch.device:
@@ -490,6 +512,10 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     net = build_model(spec, mcfg).to(device)
     frontend = Frontend(spec).to(device)
     augment = build_augment(cfg).to(device)
+    try:
+        carry = StateCarry(cfg.augment.carry_state, spec.hop)
+    except ValueError as exc:
+        raise ConfigError(f"augment.carry_state: {exc}") from None
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
     position = {"epoch": 0, "step": 0, "global_step": 0}
@@ -522,6 +548,9 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
         position = json.loads(extra["position"])
         history = json.loads(extra["history"])
         best = json.loads(extra["best"])
+        carried = extra.get("carry")
+        if carried is not None and carried.shape[0] == d.world:
+            carry.load_state_dict(carried[d.rank], device)
         if d.main:
             print(f"resuming from {last}: epoch {position['epoch'] + 1}, step {position['step']} "
                   f"(global step {position['global_step']})", file=sys.stderr)
@@ -543,11 +572,13 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
 
         writer = SummaryWriter(str(out / "tb"), purge_step=position["global_step"] or None)
 
-    def save_last(pos: dict) -> None:
+    def save_last(pos: dict, carried: torch.Tensor | None) -> None:
         if not d.main:
             return
         extra = {"optimizer": optimizer.state_dict(), "position": json.dumps(pos),
                  "history": json.dumps(history), "best": json.dumps(best)}
+        if carried is not None:
+            extra["carry"] = carried
         save_checkpoint(last, net, train_config=train_config, metrics=history[-1] if history else None,
                         extra=extra)
 
@@ -588,7 +619,7 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
                 gen.manual_seed(derive_seed(cfg.seed, epoch, step, d.rank, "augment"))
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 batch = augment(batch, gen)
-                res = run_batch(model, net, frontend, batch, weights, need_waves=False)
+                res = run_batch(model, net, frontend, batch, weights, need_waves=False, carry=carry, gen=gen)
                 optimizer.zero_grad(set_to_none=True)
                 res.loss.backward()
                 if cfg.optim.grad_clip > 0:
@@ -615,15 +646,16 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
                         writer.add_scalar(f"train/{k}", v, position["global_step"])
                 if cfg.checkpoint_every and position["global_step"] % cfg.checkpoint_every == 0 \
                         and position["step"] < steps_per_epoch:
-                    save_last(position)
+                    save_last(position, _gather_carry(carry, d))
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-                    save_last(position)
+                    save_last(position, _gather_carry(carry, d))
                     raise _StopRequested
             bar.close()
             metrics = validate(model, net, frontend, valid_loader, weights, device, d)
             train_loss = _all_reduce([epoch_loss / steps_per_epoch], d, device)[0] / d.world
             record = {"epoch": epoch, "global_step": position["global_step"], "train_loss": train_loss, **metrics}
             history.append(record)
+            carried = _gather_carry(carry, d)
             if d.main:
                 improved = metrics["val_loss"] < best["val_loss"]
                 if improved:
@@ -634,7 +666,7 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
                                     metrics=record, config_json=False)
                 position = {"epoch": epoch + 1, "step": 0, "global_step": position["global_step"],
                             "epoch_loss_sum": 0.0}
-                save_last(position)
+                save_last(position, carried)
                 _write_json(out / "history.json", history)
                 plot_history(history, out / "loss.png")
                 if writer is not None:
