@@ -86,6 +86,21 @@ def through_server_rate(x: np.ndarray, rate: int) -> np.ndarray:
     return out
 
 
+def set_items(set_dir: str, rate: int, count: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, mixture, vocals)`` of a saved set, mono at ``rate``: ``count`` items spread over it, or all."""
+    loaded = evalset.load_set(set_dir)
+    if count is not None:
+        loaded = loaded[:: max(1, len(loaded) // max(count, 1))][:count]
+    out = []
+    for it in loaded:
+        mix, voc = downmix(it.mixture), downmix(it.vocals)
+        if it.rate != rate:
+            mix = resample(mix[:, None], it.rate, rate)[:, 0]
+            voc = resample(voc[:, None], it.rate, rate)[:, 0]
+        out.append((it.name, mix.astype(np.float32), voc.astype(np.float32)))
+    return out
+
+
 def phases_of(hop: int, count: int) -> list[int]:
     count = max(1, min(count, hop))
     return sorted({int(k * hop // count) for k in range(count)})
@@ -116,14 +131,9 @@ def run(models: list[str], set_dir: str | None, items: int, phases: int, set_pha
         }
         if set_dir:
             per_item = []
-            loaded = evalset.load_set(set_dir)
-            for it in loaded[:: max(1, len(loaded) // max(items, 1))][:items]:  # spread over the set
-                mix, voc = downmix(it.mixture), downmix(it.vocals)
-                if it.rate != engine.rate:
-                    mix = resample(mix[:, None], it.rate, engine.rate)[:, 0]
-                    voc = resample(voc[:, None], it.rate, engine.rate)[:, 0]
+            for name, mix, voc in set_items(set_dir, engine.rate, items):
                 row = scan(engine, mix, voc, phases_of(engine.hop, set_phases), margin)
-                per_item.append({"item": it.name, **row})
+                per_item.append({"item": name, **row})
             onsets = sum(r["onsets"] for r in per_item)
             rows["set items"] = {
                 "items": len(per_item), "onsets": onsets, "lock_ins": sum(r["lock_ins"] for r in per_item),
