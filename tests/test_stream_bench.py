@@ -66,6 +66,7 @@ def test_the_demo_clip_stream_with_the_default_model(tmp_path):
 def test_bad_arguments_and_a_missing_set_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit):
         stream.main(["--streams", "0"])
-    assert stream.main(["--model", "tiny-test", "--set", str(tmp_path / "nope"), "--out", str(tmp_path / "o.json")]) == 2
+    missing = str(tmp_path / "nope")
+    assert stream.main(["--model", "tiny-test", "--set", missing, "--out", str(tmp_path / "o.json")]) == 2
     assert "no such evaluation set" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
