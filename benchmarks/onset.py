@@ -170,16 +170,21 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.items < 0 or a.phases < 1 or a.set_phases < 1 or a.block < 1 or a.margin <= 0:
         p.error("--items must be >= 0; --phases, --set-phases and --block >= 1; --margin > 0")
+    return write_result("onset.py", lambda: run(a.model or ["default"], a.set, a.items, a.phases, a.set_phases,
+                                                a.margin, a.block, log=lambda m: print(m, file=sys.stderr)), a.out)
+
+
+def write_result(prog: str, compute, out: str) -> int:
+    """``compute()``'s result as JSON in ``out``: 0; a missing or bad set or model told on stderr: 2."""
     try:
-        result = run(a.model or ["default"], a.set, a.items, a.phases, a.set_phases, a.margin, a.block,
-                     log=lambda m: print(m, file=sys.stderr))
+        result = compute()
     except (evalset.EvalSetError, FileNotFoundError, ValueError) as exc:
-        print(f"onset.py: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -26,7 +26,6 @@ Writes ``benchmarks/results/stream.json`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -36,8 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules when imported from tests
 
-import evalset  # noqa: E402
-from onset import Engine, set_items  # noqa: E402
+from onset import Engine, set_items, write_result  # noqa: E402
 from quality import si_sdr  # noqa: E402
 
 from deepiso.realtime.demo import load_clip  # noqa: E402
@@ -141,17 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.streams < 1 or a.repeats < 1 or a.block < 1:
         p.error("--streams, --repeats and --block must be >= 1")
-    try:
-        result = run(a.model or ["default"], a.set, a.streams, a.repeats, a.seed, a.block,
-                     log=lambda m: print(m, file=sys.stderr))
-    except (evalset.EvalSetError, FileNotFoundError, ValueError) as exc:
-        print(f"stream.py: {exc}", file=sys.stderr)
-        return 2
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return write_result("stream.py", lambda: run(a.model or ["default"], a.set, a.streams, a.repeats, a.seed,
+                                                 a.block, log=lambda m: print(m, file=sys.stderr)), a.out)
 
 
 if __name__ == "__main__":

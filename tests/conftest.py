@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +110,16 @@ def allocation_growth():
         return peak - base, current - base
 
     return measure
+
+
+@pytest.fixture
+def tiny_saved_set(tmp_path):
+    """A saved evaluation set (quality.py --save-set) of 2 s items at 16 kHz drawn from a synthetic corpus."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import evalset
+
+    corpus = tmp_path / "corpus"
+    evalset.make_synthetic_corpus(corpus, splits=("valid", "test"), files_per_kind=2, seconds=3.0, rate=16000,
+                                  espeak=False, seed=3)
+    return evalset.save_set(evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=16000,
+                                              seed=2), tmp_path / "set")

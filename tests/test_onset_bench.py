@@ -10,7 +10,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import evalset  # noqa: E402
 import onset  # noqa: E402
 
 
@@ -48,12 +47,8 @@ def test_the_server_round_trip_keeps_length_and_signal():
     assert 10 * np.log10(np.mean(err ** 2) / np.mean(x ** 2)) < -40
 
 
-def test_a_run_scores_the_demo_clip_and_set_items(tmp_path):
-    corpus = tmp_path / "corpus"
-    evalset.make_synthetic_corpus(corpus, splits=("valid", "test"), files_per_kind=2, seconds=3.0, rate=16000,
-                                  espeak=False, seed=3)
-    folder = evalset.save_set(evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=16000,
-                                                seed=2), tmp_path / "set")
+def test_a_run_scores_the_demo_clip_and_set_items(tmp_path, tiny_saved_set):
+    folder = tiny_saved_set
     out = tmp_path / "onset.json"
     assert onset.main(["--model", "tiny-test", "--phases", "2", "--set", str(folder), "--items", "2",
                        "--set-phases", "2", "--out", str(out)]) == 0

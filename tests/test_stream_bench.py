@@ -34,12 +34,8 @@ def test_the_summary_is_fresh_minus_streamed_by_the_age_of_the_state():
         (0.0, 30.0, 2, 0.5), (30.0, 120.0, 1, 3.0), (120.0, None, 1, -2.0)]
 
 
-def test_a_run_on_a_set_scores_each_item_in_its_stream(tmp_path):
-    corpus = tmp_path / "corpus"
-    evalset.make_synthetic_corpus(corpus, splits=("valid", "test"), files_per_kind=2, seconds=3.0, rate=16000,
-                                  espeak=False, seed=3)
-    folder = evalset.save_set(evalset.build_set(corpus, split="valid", per_cell=1, seconds=2.0, rate=16000,
-                                                seed=2), tmp_path / "set")
+def test_a_run_on_a_set_scores_each_item_in_its_stream(tmp_path, tiny_saved_set):
+    folder = tiny_saved_set
     out = tmp_path / "stream.json"
     assert stream.main(["--model", "tiny-test", "--set", str(folder), "--streams", "2", "--out", str(out)]) == 0
     (system,) = json.loads(out.read_text())["systems"]
