@@ -13,7 +13,7 @@ background and level at once, as a change of song or of talker does.
 * ``fresh``: SI-SDRi of each item played alone, dB (SI-SDR of the vocals minus that of the mixture);
 * ``streamed``: the same item's stretch of the stream;
 * ``loss``: fresh minus streamed per item (positive: the aged state isolates worse), its median and
-  mean overall and by the time the item starts in its stream (``--age-bins``).
+  mean overall and by the time the item starts in its stream (0-30 s, 30-120 s, later).
 
 Without ``--set`` the bundled demo clip at 0 dB is the item, repeated ``--repeats`` times at random
 rotations and gains of -6..+6 dB.
@@ -90,8 +90,9 @@ def run_model(model: str, set_dir: str | None, streams: int, repeats: int, seed:
     engine = Engine(model, block)
     items = set_items(set_dir, engine.rate) if set_dir else demo_items(engine.rate, repeats, seed)
     fresh = [improvement(engine.play(mix), mix, voc) for _, mix, voc in items]
+    orders = streams_of(len(items), streams, seed)
     rows = []
-    for s, order in enumerate(streams_of(len(items), streams, seed)):
+    for s, order in enumerate(orders):
         mix = np.concatenate([items[i][1] for i in order])
         voc = np.concatenate([items[i][2] for i in order])
         y = engine.play(mix)
@@ -104,8 +105,7 @@ def run_model(model: str, set_dir: str | None, streams: int, repeats: int, seed:
             start += n
     version = engine.card.get("model_version") or engine.card.get("version")
     return {"model": model, "model_version": version, **summarize(rows, bins),
-            "stream_s": [round(sum(items[i][1].size for i in o) / engine.rate, 1)
-                         for o in streams_of(len(items), streams, seed)],
+            "stream_s": [round(sum(items[i][1].size for i in o) / engine.rate, 1) for o in orders],
             "cpu_s": round(time.process_time() - t0, 1), "per_item": rows}
 
 
