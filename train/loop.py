@@ -414,8 +414,9 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
     """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this
     network, and the training configuration it records (``{}`` when none). A network with another
     awareness window gets this one's (:func:`deepiso.train.reframe.reframe`: each context position keeps
-    its weights, a new one starts at zero), and a narrower one is widened to this one
-    (:func:`deepiso.train.widen.widen`: the same function, more units)."""
+    its weights, a new one starts at zero), a ratio-mask network gets this one's deep filter
+    (:func:`deepiso.train.deepfilter.add_deep_filter`: the same function, a filter starting at zero) and a
+    narrower one is widened to this one (:func:`deepiso.train.widen.widen`: the same function, more units)."""
     trained: dict = {}
     if source.endswith(".pt"):
         try:
@@ -446,6 +447,19 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
                 print(f"moved the awareness window of {source} ({window}; new positions start at zero)",
                       file=sys.stderr)
             net = moved
+    if mcfg.deep_filter and not net.cfg.deep_filter:
+        from .deepfilter import DeepFilterError, add_deep_filter
+
+        try:
+            filtered = add_deep_filter(net, spec, mcfg)
+        except DeepFilterError:
+            pass  # not the same network plus a deep filter: refused below, naming what differs
+        else:
+            if verbose:
+                print(f"gave {source} a deep filter on its lowest {mcfg.deep_filter} bins (starting at zero: "
+                      f"the same output; {net.num_parameters():,} -> {filtered.num_parameters():,} parameters)",
+                      file=sys.stderr)
+            net = filtered
     if net.spec.to_dict() == spec.to_dict() and net.cfg.to_dict() != mcfg.to_dict():
         from .widen import WIDTH_FIELDS, WidenError, output_change, widen
 

@@ -78,6 +78,17 @@ class ModelConfig:
     * ``activation``: non-linearity of the FC layers; ``dropout`` between the
       LSTM layers (training only); ``mask_bound``: bound of a complex mask's
       real and imaginary parts (``bound * tanh``).
+    * ``deep_filter``: 0, or the number of lowest bins that, besides the
+      ratio mask on the centre frame, get a complex filter over all K
+      awareness frames (DeepFilterNet's deep filtering): for bin ``k < D``
+      the vocal spectrum is ``m_k X_t,k + sum_j w_j,k X_j,k`` with complex
+      ``w`` (each part in ±1, ``tanh``) from a second linear layer on the
+      FC head's last hidden layer. A filter over several frames can take
+      apart harmonics that share one bin (43 Hz at 44.1 kHz / 1024), which a
+      gain per bin cannot. Needs ``output "spectrum"``: the network outputs
+      the vocal spectrum itself. Its weights start at zero, so a trained
+      mask network given a deep filter computes what it did
+      (:func:`deepiso.train.deepfilter.add_deep_filter`).
     """
 
     name: str = "custom"
@@ -96,20 +107,23 @@ class ModelConfig:
     mask_bound: float = 1.5
     norm: str = "none"
     skip: bool = False
+    deep_filter: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`ModelConfigError` naming the first impossible setting."""
-        for name in ("hidden", "layers", "pre_fc", "fc_layers", "fc_width", "encoder_width", "bands"):
+        for name in ("hidden", "layers", "pre_fc", "fc_layers", "fc_width", "encoder_width", "bands", "deep_filter"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ModelConfigError(f"{name} must be an integer, got {value!r}")
         if self.hidden < 1 or self.layers < 1:
             raise ModelConfigError(f"hidden and layers must be >= 1, got {self.hidden} and {self.layers}")
-        if self.pre_fc < 0 or self.fc_width < 0 or self.encoder_width < 0 or self.bands < 0:
-            raise ModelConfigError("pre_fc, fc_width, encoder_width and bands must be >= 0")
+        if self.pre_fc < 0 or self.fc_width < 0 or self.encoder_width < 0 or self.bands < 0 or self.deep_filter < 0:
+            raise ModelConfigError("pre_fc, fc_width, encoder_width, bands and deep_filter must be >= 0")
+        if self.deep_filter and self.fc_layers < 2:
+            raise ModelConfigError("deep_filter needs fc_layers >= 2 (it reads the head's last hidden layer)")
         if self.fc_layers < 1:
             raise ModelConfigError(f"fc_layers must be >= 1, got {self.fc_layers}")
         if self.encoder not in ENCODERS:
@@ -330,8 +344,15 @@ class IsolatorNet(nn.Module):
         for _ in range(cfg.fc_layers - 1):
             head += [nn.Linear(width, fc_width), _activation(cfg.activation)]
             width = fc_width
-        head.append(nn.Linear(width, spec.output_size))
+        # with a deep filter the head's last layer gives the mask's logits, one per bin
+        head.append(nn.Linear(width, spec.n_bins if cfg.deep_filter else spec.output_size))
         self.head = nn.Sequential(*head)
+        if cfg.deep_filter:
+            self.df_head: nn.Linear | None = nn.Linear(width, 2 * k * cfg.deep_filter)
+            nn.init.zeros_(self.df_head.weight)
+            nn.init.zeros_(self.df_head.bias)
+        else:
+            self.df_head = None
 
     # ------------------------------------------------------------- state
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
@@ -361,12 +382,32 @@ class IsolatorNet(nn.Module):
         z = self.in_norm(self.pre_fc(self._encode(x)))
         r, (h, c) = self.lstm(z, state)
         r = self.out_norm(r)
-        y = self.head(torch.cat([z, r], dim=-1) if self.cfg.skip else r)
+        inp = torch.cat([z, r], dim=-1) if self.cfg.skip else r
+        if self.df_head is not None:
+            hidden = self.head[:-1](inp)
+            mask = torch.sigmoid(self.head[-1](hidden))
+            return self._deep_filtered(mask, torch.tanh(self.df_head(hidden)), x), (h, c)
+        y = self.head(inp)
         if self.spec.output == "ratio_mask":
             y = torch.sigmoid(y)
         elif self.spec.output == "complex_mask":
             y = self.cfg.mask_bound * torch.tanh(y)
         return y, (h, c)
+
+    def _deep_filtered(self, mask: Tensor, coef: Tensor, x: Tensor) -> Tensor:
+        """The vocal spectrum's real+imag ``(B, T, 2 * n_bins)``: ``mask`` ``(B, T, n_bins)`` on the centre
+        frame, plus the complex filter ``coef`` ``(B, T, 2 * K * D)`` (real parts, then imaginary, each
+        ``(K, D)`` context-major) over the ``D`` lowest bins of the K context frames of ``x``."""
+        n, d, k = self.spec.n_bins, self.cfg.deep_filter, self.spec.context
+        b, t, _ = x.shape
+        frames = x.reshape(b, t, k, 2 * n)
+        centre = frames[:, :, self.spec.past_frames]
+        cr, ci = centre[..., :n] * mask, centre[..., n:] * mask
+        fr, fi = frames[..., :d], frames[..., n : n + d]  # (B, T, K, D)
+        wr, wi = coef[..., : k * d].reshape(b, t, k, d), coef[..., k * d :].reshape(b, t, k, d)
+        dr = (wr * fr - wi * fi).sum(dim=2)
+        di = (wr * fi + wi * fr).sum(dim=2)
+        return torch.cat([cr[..., :d] + dr, cr[..., d:], ci[..., :d] + di, ci[..., d:]], dim=-1)
 
     # ------------------------------------------------------------- outputs
     def centre_features(self, x: Tensor) -> Tensor:
@@ -399,6 +440,12 @@ def build_model(spec: FrameSpec, cfg: ModelConfig) -> IsolatorNet:
     if cfg.bands and spec.output == "spectrum":
         # Band pooling drops the phase; a spectrum output would have to invent it.
         raise ModelConfigError("bands > 0 needs a mask output (ratio_mask or complex_mask), not 'spectrum'")
+    if cfg.deep_filter:
+        if spec.output != "spectrum":
+            raise ModelConfigError(f"deep_filter needs output 'spectrum' (the network outputs the filtered "
+                                   f"vocal spectrum), not {spec.output!r}")
+        if cfg.deep_filter > spec.n_bins:
+            raise ModelConfigError(f"deep_filter {cfg.deep_filter} is more than the {spec.n_bins} bins")
     return IsolatorNet(spec, cfg)
 
 
