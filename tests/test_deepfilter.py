@@ -39,7 +39,7 @@ def _contexts(spec: FrameSpec, frames: int = 120, channels: int = 2, seed: int =
     return torch.from_numpy(awareness_inputs(spec, synthetic_signal(spec, frames, channels=channels, seed=seed)))
 
 
-def _filtered(seed: int = 3, scale: float = 0.3):
+def _filtered(seed: int = 3, scale: float = 6.0):
     """A deep-filter network whose filter is not zero."""
     net = add_deep_filter(_mask_net(seed), DF_SPEC, CFG.replace(deep_filter=BINS)).eval()
     g = torch.Generator().manual_seed(seed + 1)
@@ -71,7 +71,7 @@ def test_the_filter_adds_its_complex_sum_over_the_context_frames_to_the_lowest_b
         r, _ = net.lstm(z)
         hidden = net.head[:-1](torch.cat([z, net.out_norm(r)], dim=-1))
         mask = torch.sigmoid(net.head[-1](hidden)).numpy()
-        coef = torch.tanh(net.df_head(hidden)).numpy()
+        coef = torch.tanh(CFG.deep_filter_gain * net.df_head(hidden)).numpy()
         y, _ = net(x)
     xs = x.numpy().reshape(x.shape[0], x.shape[1], k, 2 * n)
     spec = xs[..., :n] + 1j * xs[..., n:]  # (B, T, K, bins) complex
@@ -126,10 +126,12 @@ def test_what_cannot_carry_a_deep_filter_is_refused():
         CFG.replace(deep_filter=-1)
     with pytest.raises(ModelConfigError, match="must be an integer"):
         CFG.replace(deep_filter=2.5)
+    with pytest.raises(ModelConfigError, match="deep_filter_gain must be > 0"):
+        CFG.replace(deep_filter=4, deep_filter_gain=0.0)
     with pytest.raises(ModelConfigError, match="fc_layers >= 2"):
         CFG.replace(deep_filter=4, fc_layers=1)
     mask = _mask_net()
-    with pytest.raises(DeepFilterError, match="only deep_filter may change.*hidden"):
+    with pytest.raises(DeepFilterError, match=r"only deep_filter \(and its gain\) may change.*hidden"):
         add_deep_filter(mask, DF_SPEC, CFG.replace(deep_filter=BINS, hidden=16))
     with pytest.raises(DeepFilterError, match="only the frame contract's output.*hop"):
         add_deep_filter(mask, FrameSpec.from_dict({**DF_SPEC.to_dict(), "hop": 64}), CFG.replace(deep_filter=BINS))

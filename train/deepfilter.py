@@ -8,7 +8,7 @@ filter can: a complex filter over the last frames of each low bin. Here
 
     S_t,k = m_t,k X_t,k + sum_j w_t,j,k X_j,k        (j over the K awareness frames)
 
-with ``w = tanh(df_head(u))`` from the FC head's last hidden layer ``u``.
+with ``w = tanh(gain * df_head(u))`` from the FC head's last hidden layer ``u``.
 :func:`add_deep_filter` builds that network from a trained mask network: every
 weight is copied, the head's last layer keeps giving the mask's logits, and
 the new ``df_head`` starts at zero, so ``w = 0`` and the output is the masked
@@ -41,8 +41,9 @@ def add_deep_filter(net: IsolatorNet, spec: FrameSpec, cfg: ModelConfig) -> Isol
         raise DeepFilterError("the target needs output 'spectrum' and deep_filter > 0")
     if diff := sorted(k for k in old_spec if k != "output" and old_spec[k] != new_spec.get(k)):
         raise DeepFilterError(f"only the frame contract's output may change; {', '.join(diff)} differ")
-    if diff := sorted(k for k in old if k not in ("deep_filter", "name") and old[k] != new.get(k)):
-        raise DeepFilterError(f"only deep_filter may change in the model configuration; {', '.join(diff)} differ")
+    if diff := sorted(k for k in old if k not in ("deep_filter", "deep_filter_gain", "name")
+                      and old[k] != new.get(k)):
+        raise DeepFilterError(f"only deep_filter (and its gain) may change in the model configuration; {', '.join(diff)} differ")
     out = build_model(spec, cfg)
     missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
     if unexpected or sorted(missing) != ["df_head.bias", "df_head.weight"]:

@@ -82,8 +82,12 @@ class ModelConfig:
       ratio mask on the centre frame, get a complex filter over all K
       awareness frames (DeepFilterNet's deep filtering): for bin ``k < D``
       the vocal spectrum is ``m_k X_t,k + sum_j w_j,k X_j,k`` with complex
-      ``w`` (each part in ±1, ``tanh``) from a second linear layer on the
-      FC head's last hidden layer. A filter over several frames can take
+      ``w = tanh(deep_filter_gain * L(u))`` (each part in ±1) from a second
+      linear layer ``L`` on the FC head's last hidden layer ``u``. The gain
+      (0.05) slows the filter's start: Adam moves every weight of ``L`` by
+      about the learning rate at once, and their sum over a 256-wide layer,
+      unscaled, made the filter add noise of about a tenth of the mixture to
+      the low bins within 10 steps of a trained mask network. A filter over several frames can take
       apart harmonics that share one bin (43 Hz at 44.1 kHz / 1024), which a
       gain per bin cannot. Needs ``output "spectrum"``: the network outputs
       the vocal spectrum itself. Its weights start at zero, so a trained
@@ -108,6 +112,7 @@ class ModelConfig:
     norm: str = "none"
     skip: bool = False
     deep_filter: int = 0
+    deep_filter_gain: float = 0.05
 
     def __post_init__(self) -> None:
         self.validate()
@@ -143,6 +148,8 @@ class ModelConfig:
             raise ModelConfigError(f"unknown activation {self.activation!r}; choose one of {ACTIVATIONS}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not float(self.deep_filter_gain) > 0.0:
+            raise ModelConfigError(f"deep_filter_gain must be > 0, got {self.deep_filter_gain}")
         if not float(self.mask_bound) > 0.0:
             raise ModelConfigError(f"mask_bound must be > 0, got {self.mask_bound}")
 
@@ -386,7 +393,8 @@ class IsolatorNet(nn.Module):
         if self.df_head is not None:
             hidden = self.head[:-1](inp)
             mask = torch.sigmoid(self.head[-1](hidden))
-            return self._deep_filtered(mask, torch.tanh(self.df_head(hidden)), x), (h, c)
+            coef = torch.tanh(self.cfg.deep_filter_gain * self.df_head(hidden))
+            return self._deep_filtered(mask, coef, x), (h, c)
         y = self.head(inp)
         if self.spec.output == "ratio_mask":
             y = torch.sigmoid(y)
