@@ -139,3 +139,23 @@ def test_what_cannot_carry_a_deep_filter_is_refused():
         add_deep_filter(mask, MASK_SPEC, CFG)
     with pytest.raises(DeepFilterError, match="not to output 'spectrum'"):
         add_deep_filter(_filtered(), DF_SPEC, CFG.replace(deep_filter=BINS))
+
+
+def test_a_new_gain_rescales_the_filter_and_keeps_the_output(tmp_path):
+    from deepiso.train.checkpoint import save_checkpoint
+    from deepiso.train.deepfilter import regain
+
+    net = _filtered()
+    x = _contexts(DF_SPEC)
+    faster = regain(net, CFG.replace(deep_filter=BINS, deep_filter_gain=0.2)).eval()
+    assert faster.cfg.deep_filter_gain == 0.2
+    torch.testing.assert_close(faster.df_head.weight, net.df_head.weight / 4)
+    with torch.no_grad():
+        torch.testing.assert_close(faster(x)[0], net(x)[0], atol=1e-5, rtol=1e-5)
+    path = save_checkpoint(tmp_path / "df.pt", net)
+    state, _ = initial_weights(str(path), DF_SPEC, CFG.replace(deep_filter=BINS, deep_filter_gain=0.2), verbose=False)
+    torch.testing.assert_close(state["df_head.bias"], net.df_head.bias / 4)
+    with pytest.raises(DeepFilterError, match="only deep_filter_gain may change.*hidden"):
+        regain(net, CFG.replace(deep_filter=BINS, deep_filter_gain=0.2, hidden=16))
+    with pytest.raises(DeepFilterError, match="same deep filter"):
+        regain(net, CFG.replace(deep_filter=BINS + 1))

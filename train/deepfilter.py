@@ -43,7 +43,8 @@ def add_deep_filter(net: IsolatorNet, spec: FrameSpec, cfg: ModelConfig) -> Isol
         raise DeepFilterError(f"only the frame contract's output may change; {', '.join(diff)} differ")
     if diff := sorted(k for k in old if k not in ("deep_filter", "deep_filter_gain", "name")
                       and old[k] != new.get(k)):
-        raise DeepFilterError(f"only deep_filter (and its gain) may change in the model configuration; {', '.join(diff)} differ")
+        raise DeepFilterError(f"only deep_filter (and its gain) may change in the model configuration; "
+                              f"{', '.join(diff)} differ")
     out = build_model(spec, cfg)
     missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
     if unexpected or sorted(missing) != ["df_head.bias", "df_head.weight"]:
@@ -54,4 +55,22 @@ def add_deep_filter(net: IsolatorNet, spec: FrameSpec, cfg: ModelConfig) -> Isol
     return out
 
 
-__all__ = ["DeepFilterError", "add_deep_filter"]
+
+
+
+def regain(net: IsolatorNet, cfg: ModelConfig) -> IsolatorNet:
+    """``net`` (with a deep filter) at ``cfg.deep_filter_gain``, computing what it did: the filter's
+    weights are scaled by old gain / new gain. A higher gain makes Adam's steps move the filter faster
+    (the steps are about the learning rate in the weights, whatever their scale)."""
+    old, new = net.cfg.to_dict(), cfg.to_dict()
+    if not net.cfg.deep_filter or net.cfg.deep_filter != cfg.deep_filter:
+        raise DeepFilterError("a gain changes on a network with the same deep filter")
+    if diff := sorted(k for k in old if k not in ("deep_filter_gain", "name") and old[k] != new.get(k)):
+        raise DeepFilterError(f"only deep_filter_gain may change; {', '.join(diff)} differ")
+    out = build_model(net.spec, cfg)
+    state = net.state_dict()
+    ratio = float(net.cfg.deep_filter_gain) / float(cfg.deep_filter_gain)
+    state = {k: (v * ratio if k.startswith("df_head.") else v) for k, v in state.items()}
+    out.load_state_dict(state)
+    return out
+__all__ = ["DeepFilterError", "add_deep_filter", "regain"]

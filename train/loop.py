@@ -460,6 +460,17 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
                       f"the same output; {net.num_parameters():,} -> {filtered.num_parameters():,} parameters)",
                       file=sys.stderr)
             net = filtered
+    elif mcfg.deep_filter and net.cfg.deep_filter_gain != mcfg.deep_filter_gain:
+        from .deepfilter import DeepFilterError, regain
+
+        try:
+            net = regain(net, mcfg)
+        except DeepFilterError:
+            pass  # refused below, naming what differs
+        else:
+            if verbose:
+                print(f"set the deep filter gain of {source} to {mcfg.deep_filter_gain:g} (its weights rescaled: "
+                      f"the same output)", file=sys.stderr)
     if net.spec.to_dict() == spec.to_dict() and net.cfg.to_dict() != mcfg.to_dict():
         from .widen import WIDTH_FIELDS, WidenError, output_change, widen
 
