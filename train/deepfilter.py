@@ -18,8 +18,6 @@ the network now outputs the vocal spectrum (``output "spectrum"``).
 
 from __future__ import annotations
 
-import torch
-
 from deepiso.realtime.frame import FrameSpec
 
 from .model import IsolatorNet, ModelConfig, build_model
@@ -41,18 +39,19 @@ def add_deep_filter(net: IsolatorNet, spec: FrameSpec, cfg: ModelConfig) -> Isol
         raise DeepFilterError("the target needs output 'spectrum' and deep_filter > 0")
     if diff := sorted(k for k in old_spec if k != "output" and old_spec[k] != new_spec.get(k)):
         raise DeepFilterError(f"only the frame contract's output may change; {', '.join(diff)} differ")
-    if diff := sorted(k for k in old if k not in ("deep_filter", "deep_filter_gain", "name")
-                      and old[k] != new.get(k)):
+    if diff := _differing(old, new, ("deep_filter", "deep_filter_gain")):
         raise DeepFilterError(f"only deep_filter (and its gain) may change in the model configuration; "
                               f"{', '.join(diff)} differ")
-    out = build_model(spec, cfg)
+    out = build_model(spec, cfg)  # df_head starts at zero (IsolatorNet)
     missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
     if unexpected or sorted(missing) != ["df_head.bias", "df_head.weight"]:
         raise DeepFilterError(f"weights do not line up (missing {missing}, unexpected {unexpected})")
-    with torch.no_grad():
-        out.df_head.weight.zero_()  # type: ignore[union-attr]
-        out.df_head.bias.zero_()  # type: ignore[union-attr]
     return out
+
+
+def _differing(old: dict, new: dict, allowed: tuple[str, ...]) -> list[str]:
+    """The model-configuration fields other than ``allowed`` (and the name) whose values differ."""
+    return sorted(k for k in old if k not in (*allowed, "name") and old[k] != new.get(k))
 
 
 
@@ -65,7 +64,7 @@ def regain(net: IsolatorNet, cfg: ModelConfig) -> IsolatorNet:
     old, new = net.cfg.to_dict(), cfg.to_dict()
     if not net.cfg.deep_filter or net.cfg.deep_filter != cfg.deep_filter:
         raise DeepFilterError("a gain changes on a network with the same deep filter")
-    if diff := sorted(k for k in old if k not in ("deep_filter_gain", "name") and old[k] != new.get(k)):
+    if diff := _differing(old, new, ("deep_filter_gain",)):
         raise DeepFilterError(f"only deep_filter_gain may change; {', '.join(diff)} differ")
     out = build_model(net.spec, cfg)
     state = net.state_dict()

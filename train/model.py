@@ -409,7 +409,7 @@ class IsolatorNet(nn.Module):
         n, d, k = self.spec.n_bins, self.cfg.deep_filter, self.spec.context
         b, t, _ = x.shape
         frames = x.reshape(b, t, k, 2 * n)
-        centre = frames[:, :, self.spec.past_frames]
+        centre = self.centre_features(x)
         cr, ci = centre[..., :n] * mask, centre[..., n:] * mask
         fr, fi = frames[..., :d], frames[..., n : n + d]  # (B, T, K, D)
         wr, wi = coef[..., : k * d].reshape(b, t, k, d), coef[..., k * d :].reshape(b, t, k, d)
