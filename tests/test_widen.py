@@ -123,3 +123,24 @@ def test_a_run_starts_from_a_narrower_checkpoint_widened(tmp_path, capsys):
                                     "optim": {**base["optim"], "init_from": str(tmp_path / "narrow" / "best.pt")}})
     with pytest.raises(ConfigError, match="is another network than this configuration's \\(differs in hidden\\)"):
         train(shrink)
+
+
+@pytest.mark.parametrize("changes", [{"fc_width": 512}, {"hidden": 512, "fc_width": 512}])
+def test_a_deep_filter_network_widens_with_its_filter(changes):
+    import dataclasses
+
+    spec, cfg = get_config("default")
+    spec = dataclasses.replace(spec, output="spectrum")
+    torch.manual_seed(0)
+    net = IsolatorNet(spec, cfg.replace(deep_filter=32, deep_filter_gain=1.0))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # the filter's head too: it starts at zero otherwise
+    net.eval()
+    wide = widen(net, net.cfg.replace(**changes)).eval()
+    assert wide.df_head.in_features == wide.cfg.fc_width
+    x = _sequence(net)
+    with torch.no_grad():
+        y, wy = net(x)[0], wide(x)[0]
+        assert float(y.abs().max()) > 0.1
+        torch.testing.assert_close(wy, y, atol=2e-5, rtol=1e-4)

@@ -10,8 +10,9 @@ divided among them, so the sum the next layer sees is unchanged.
 What can grow: ``encoder_width`` (the shared per-frame encoder), ``pre_fc``,
 ``hidden`` (every LSTM layer; a copied unit gets the gate rows of its original
 for all four gates, and the recurrent weights that read it are divided like
-any others) and ``fc_width`` (the FC head's hidden layers). Everything else
-must stay as it is.
+any others) and ``fc_width`` (the FC head's hidden layers; a deep filter's
+head reads the last of them, as the mask's output layer does). Everything
+else must stay as it is.
 
 A LayerNorm over a grown layer keeps its statistics only when every unit has
 the same number of copies, i.e. when the new width is a multiple of the old
@@ -143,6 +144,8 @@ def widen(net: IsolatorNet, cfg: ModelConfig, *, noise: float = 0.1, seed: int =
     linears = [i for i, m in enumerate(net.head) if isinstance(m, torch.nn.Linear)]
     fc_old, fc_new = old.fc_width or old.hidden, cfg.fc_width or cfg.hidden  # 0: the LSTM's width
     for n, i in enumerate(linears):
+        if n == len(linears) - 1 and "df_head.weight" in src:  # the deep filter reads what the last layer reads
+            grow_linear("df_head", None, reads)
         rows = None if n == len(linears) - 1 else _Map.grow(fc_old, fc_new, rng, noise)  # the last maps to the bins
         grow_linear(f"head.{i}", rows, reads)
         reads = rows
