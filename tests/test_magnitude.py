@@ -96,7 +96,7 @@ def test_the_network_reads_the_gain_times_the_compressed_magnitude():
 
 def test_a_new_gain_rescales_the_magnitude_weights_and_keeps_the_output():
     net = _reading()
-    faster = add_magnitude(net, CFG.replace(magnitude_input=True, magnitude_gain=0.4)).eval()
+    faster = add_magnitude(net, CFG.replace(magnitude_input=True, magnitude_gain=0.8)).eval()
     n = SPEC.n_bins
     w_old, w_new = net.frame_encoder[0].weight, faster.frame_encoder[0].weight
     torch.testing.assert_close(w_new[:, 2 * n:], w_old[:, 2 * n:] / 4)
@@ -149,7 +149,7 @@ def test_training_starts_a_magnitude_network_from_a_checkpoint_without_it(tmp_pa
         torch.testing.assert_close(net(x)[0], old.vocal_spectrum(old(x)[0], x), atol=1e-6, rtol=0)
     # a checkpoint of a magnitude network at another gain starts rescaled
     path2 = save_checkpoint(tmp_path / "mag.pt", _reading())
-    state2, _ = initial_weights(str(path2), SPEC, CFG.replace(magnitude_input=True, magnitude_gain=0.05),
+    state2, _ = initial_weights(str(path2), SPEC, CFG.replace(magnitude_input=True, magnitude_gain=0.1),
                                 verbose=False)
     torch.testing.assert_close(state2["frame_encoder.0.weight"][:, 2 * n:],
                                _reading().frame_encoder[0].weight[:, 2 * n:] * 2)

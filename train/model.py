@@ -74,7 +74,7 @@ class ModelConfig:
       per bin scaled by ``magnitude_gain``, joins its real and imaginary
       parts. A bin's phase turns from frame to frame, so a linear layer on
       real+imag sees a level only through the rectified projections of its
-      units; the magnitude gives it the level directly. The gain (0.1)
+      units; the magnitude gives it the level directly. The gain (0.2)
       slows Adam's first steps on these weights, as ``deep_filter_gain``
       does for the filter (:func:`deepiso.train.magnitude.add_magnitude`
       gives a trained network the input at zero weight, the same output).
@@ -122,7 +122,7 @@ class ModelConfig:
     deep_filter: int = 0
     deep_filter_gain: float = 0.05
     magnitude_input: bool = False
-    magnitude_gain: float = 0.1
+    magnitude_gain: float = 0.2
 
     def __post_init__(self) -> None:
         self.validate()
