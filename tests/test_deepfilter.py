@@ -10,14 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_host import _offline_vocals, _random_blocks, _signal
+from test_host import assert_streams_as_offline
 
 from deepiso.export.exporter import export_model
 from deepiso.export.verify import awareness_inputs, synthetic_signal, torch_steps
 from deepiso.realtime.frame import FrameSpec
-from deepiso.realtime.host import Host
 from deepiso.realtime.onnx_model import load_model
-from deepiso.realtime.plugins.isolator import Isolator
 from deepiso.train.deepfilter import DeepFilterError, add_deep_filter
 from deepiso.train.loop import ConfigError, initial_weights
 from deepiso.train.model import ModelConfig, ModelConfigError, build_model
@@ -84,26 +82,26 @@ def test_the_filter_adds_its_complex_sum_over_the_context_frames_to_the_lowest_b
     assert np.abs(coef).max() <= 1.0
 
 
-def test_a_deep_filter_network_exports_streams_and_imports_exactly(tmp_path):
-    net = _filtered()
-    result = export_model(net, tmp_path / "df.onnx", name="df")  # checks step vs PyTorch, sequence vs step
-    assert result.card["output"] == "spectrum" and result.card["model_config"]["deep_filter"] == BINS
-    x = awareness_inputs(DF_SPEC, synthetic_signal(DF_SPEC, 300, channels=1, seed=9))
+def assert_exports_streams_and_imports(net, path):
+    """``net`` exported to ``path`` (the exporter checks step vs PyTorch and sequence vs step): its step
+    graph steps as PyTorch does, the engine streams it as offline, and it imports back bit for bit."""
+    result = export_model(net, path, name=path.stem)
+    spec = net.spec
+    x = awareness_inputs(spec, synthetic_signal(spec, 300, channels=1, seed=9))
     model = load_model(result.step_path)
     stepped = np.stack([model.step(x[:, t]).copy() for t in range(300)], axis=1)
     assert np.max(np.abs(stepped - torch_steps(net, x))) <= 1e-4
-    # the engine, block by block at random sizes, against the same model frame by frame offline
-    sig = _signal(6000, 1, DF_SPEC.sample_rate, seed=2)
-    host = Host([Isolator(str(result.step_path), channels=1)], DF_SPEC.sample_rate, 1, max_block=1024)
-    out = _random_blocks(host, sig)
-    lat = host.latency_samples
-    ref = _offline_vocals(load_model(result.step_path), DF_SPEC, sig)
-    assert np.abs(ref).max() > 1e-3
-    np.testing.assert_allclose(out[lat:], ref[: sig.shape[0] - lat], atol=1e-4, rtol=0)
+    assert_streams_as_offline(result.step_path, spec)
     back, _ = import_onnx(result.step_path)
-    assert back.cfg.deep_filter == BINS
+    assert back.cfg.to_dict() == net.cfg.to_dict()
     for name, value in net.state_dict().items():
         torch.testing.assert_close(back.state_dict()[name], value, atol=0, rtol=0)
+    return result
+
+
+def test_a_deep_filter_network_exports_streams_and_imports_exactly(tmp_path):
+    result = assert_exports_streams_and_imports(_filtered(), tmp_path / "df.onnx")
+    assert result.card["output"] == "spectrum" and result.card["model_config"]["deep_filter"] == BINS
 
 
 def test_training_starts_a_deep_filter_network_from_a_mask_checkpoint(tmp_path):

@@ -55,6 +55,18 @@ def _offline_vocals(model, spec: FrameSpec, x: np.ndarray) -> np.ndarray:
     return dsp.align(out, spec.synthesis_delay + spec.future_frames * spec.hop, x.shape[0]).T
 
 
+def assert_streams_as_offline(step_path, spec: FrameSpec, samples: int = 6000, seed: int = 2) -> None:
+    """The engine running the model file ``step_path``, block by block at random sizes, against the same
+    model frame by frame offline (mono)."""
+    sig = _signal(samples, 1, spec.sample_rate, seed=seed)
+    host = Host([Isolator(str(step_path), channels=1)], spec.sample_rate, 1, max_block=1024)
+    out = _random_blocks(host, sig)
+    lat = host.latency_samples
+    ref = _offline_vocals(load_model(step_path), spec, sig)
+    assert np.abs(ref).max() > 1e-3
+    np.testing.assert_allclose(out[lat:], ref[: sig.shape[0] - lat], atol=1e-4, rtol=0)
+
+
 def test_real_model_host_block_by_block_equals_offline():
     channels = 2
     model = load_model("tiny-test", batch=channels)

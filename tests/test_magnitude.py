@@ -10,19 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_host import _offline_vocals, _random_blocks, _signal
+from test_deepfilter import assert_exports_streams_and_imports
 
-from deepiso.export.exporter import export_model
-from deepiso.export.verify import awareness_inputs, synthetic_signal, torch_steps
+from deepiso.export.verify import awareness_inputs, synthetic_signal
 from deepiso.realtime.frame import FrameSpec
-from deepiso.realtime.host import Host
-from deepiso.realtime.onnx_model import load_model
-from deepiso.realtime.plugins.isolator import Isolator
 from deepiso.train.checkpoint import save_checkpoint
 from deepiso.train.loop import ConfigError, initial_weights
 from deepiso.train.magnitude import MagnitudeError, add_magnitude
 from deepiso.train.model import ModelConfig, ModelConfigError, build_model
-from deepiso.train.onnx_import import import_onnx
 
 SPEC = FrameSpec(sample_rate=8000, n_fft=128, hop=32, past_frames=3, future_frames=0, output="ratio_mask")
 DF_SPEC = FrameSpec.from_dict({**SPEC.to_dict(), "output": "spectrum"})
@@ -113,23 +108,8 @@ def test_a_magnitude_network_with_a_deep_filter_exports_streams_and_imports_exac
     net = add_deep_filter(_reading(), DF_SPEC, cfg).eval()
     with torch.no_grad():
         net.df_head.weight.normal_(0.0, 3.0, generator=torch.Generator().manual_seed(5))
-    result = export_model(net, tmp_path / "mag.onnx", name="mag")  # checks step vs PyTorch, sequence vs step
+    result = assert_exports_streams_and_imports(net, tmp_path / "mag.onnx")
     assert result.card["model_config"]["magnitude_input"] is True
-    x = awareness_inputs(DF_SPEC, synthetic_signal(DF_SPEC, 300, channels=1, seed=9))
-    model = load_model(result.step_path)
-    stepped = np.stack([model.step(x[:, t]).copy() for t in range(300)], axis=1)
-    assert np.max(np.abs(stepped - torch_steps(net, x))) <= 1e-4
-    sig = _signal(6000, 1, DF_SPEC.sample_rate, seed=2)
-    host = Host([Isolator(str(result.step_path), channels=1)], DF_SPEC.sample_rate, 1, max_block=1024)
-    out = _random_blocks(host, sig)
-    lat = host.latency_samples
-    ref = _offline_vocals(load_model(result.step_path), DF_SPEC, sig)
-    assert np.abs(ref).max() > 1e-3
-    np.testing.assert_allclose(out[lat:], ref[: sig.shape[0] - lat], atol=1e-4, rtol=0)
-    back, _ = import_onnx(result.step_path)
-    assert back.cfg.to_dict() == net.cfg.to_dict()
-    for name, value in net.state_dict().items():
-        torch.testing.assert_close(back.state_dict()[name], value, atol=0, rtol=0)
 
 
 def test_training_starts_a_magnitude_network_from_a_checkpoint_without_it(tmp_path):
