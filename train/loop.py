@@ -458,10 +458,11 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
             pass  # refused below, naming what differs
         else:
             if verbose:
-                what = "rescaled its magnitude input" if net.cfg.magnitude_input else "gave it the magnitude input"
-                print(f"{what} of {source} (gain {mcfg.magnitude_gain:g}, new weights at zero or rescaled: the "
-                      f"same output; {net.num_parameters():,} -> {joined.num_parameters():,} parameters)",
-                      file=sys.stderr)
+                what = (f"set the magnitude gain of {source} to {mcfg.magnitude_gain:g} (its weights rescaled"
+                        if net.cfg.magnitude_input else
+                        f"gave {source} the magnitude input (gain {mcfg.magnitude_gain:g}, its weights at zero")
+                print(f"{what}: the same output; {net.num_parameters():,} -> {joined.num_parameters():,} "
+                      f"parameters)", file=sys.stderr)
             net = joined
     if mcfg.deep_filter and not net.cfg.deep_filter:
         from .deepfilter import DeepFilterError, add_deep_filter
