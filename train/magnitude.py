@@ -11,7 +11,7 @@ values instead of ``2 * n_bins``), scaled by ``magnitude_gain``.
 :func:`add_magnitude` builds that network from a trained one: every weight is
 copied, and the first layer that reads frames (the shared frame encoder, or
 the pre-FC of a stacked context) gets zero weights for the new inputs, so the
-output is what it was (exactly: the new columns add zeros). On a network that
+output is what it was (to float rounding: the new columns add zeros). On a network that
 already reads the magnitude, a new gain rescales those columns instead, the
 same output again.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from .deepfilter import _differing
 from .model import IsolatorNet, ModelConfig, build_model
 
 FIELDS = ("magnitude_input", "magnitude_gain")
@@ -44,8 +45,7 @@ def add_magnitude(net: IsolatorNet, cfg: ModelConfig) -> IsolatorNet:
     gain aside), computing what ``net`` computes."""
     if not cfg.magnitude_input:
         raise MagnitudeError("the target needs magnitude_input true")
-    old, new = net.cfg.to_dict(), cfg.to_dict()
-    if diff := sorted(k for k in old if k not in (*FIELDS, "name") and old[k] != new.get(k)):
+    if diff := _differing(net.cfg.to_dict(), cfg.to_dict(), FIELDS):
         raise MagnitudeError(f"only magnitude_input and magnitude_gain may change; {', '.join(diff)} differ")
     name, blocks = _first_layer(net)
     n, size = net.spec.n_bins, net.frame_transform.frame_size
