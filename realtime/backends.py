@@ -206,6 +206,12 @@ class Endpoint:
     index: int | None
     label: str
     pulse: PulseDevice | None = None
+    #: PortAudio's ``pulse`` device (ALSA's pulse plugin), a named sink/source or the server's default
+    via_pulse: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pulse is not None:
+            object.__setattr__(self, "via_pulse", True)
 
 
 def _int_or_str(value: str | int | None) -> str | int | None:
@@ -241,11 +247,11 @@ def resolve_device(value: str | int | None, kind: str, backend: str = "sounddevi
             raise DeviceError(f"there is no {what} number {value}; run 'deepiso devices' to list them")
         if not has(dev):
             raise DeviceError(f"device {value} ({dev.name}) has no {kind} channels")
-        return Endpoint(dev.index, dev.name)
+        return Endpoint(dev.index, dev.name, via_pulse=dev.name == "pulse")
 
     if value is None or value == "":
         if pulse_pa is not None and pulse_running():
-            return Endpoint(pulse_pa.index, "default (PulseAudio)")
+            return Endpoint(pulse_pa.index, "default (PulseAudio)", via_pulse=True)
         if not usable:
             raise DeviceError(f"no {what} found (no sound card, and no PulseAudio/PipeWire server running)")
         return Endpoint(None, "default")
@@ -266,7 +272,7 @@ def resolve_device(value: str | int | None, kind: str, backend: str = "sounddevi
     hit = _pick(what, text, exact, lambda d: f"{d.index} {d.name}") or _pick(
         what, text, loose, lambda d: f"{d.index} {d.name}")
     if hit is not None:
-        return Endpoint(hit.index, hit.name)  # type: ignore[attr-defined]
+        return Endpoint(hit.index, hit.name, via_pulse=hit.name == "pulse")  # type: ignore[attr-defined]
     raise DeviceError(f"no {what} matches {text!r}; run 'deepiso devices' to list them")
 
 
@@ -274,12 +280,15 @@ def resolve_device(value: str | int | None, kind: str, backend: str = "sounddevi
 def _pulse_env(inp: Endpoint | None, out: Endpoint | None, latency_s: float | None = None):
     """Point the ALSA ``pulse`` device at the chosen source/sink while a stream opens.
 
-    ``latency_s`` sets the server-side buffering (``PULSE_LATENCY_MSEC``) for
-    backends that cannot pass a latency to PortAudio (PyAudio).
+    ``latency_s`` sets the server-side buffering (``PULSE_LATENCY_MSEC``). The
+    plugin connects to the server anew each time PortAudio prepares the PCM,
+    which it does at every start, so a stream applies this around its
+    starts and restarts too (:meth:`LiveStream._server_env`), not only while
+    it opens.
     """
     saved = {k: os.environ.get(k) for k in ("PULSE_SOURCE", "PULSE_SINK", "PULSE_LATENCY_MSEC")}
     try:
-        if latency_s is not None and ((inp is not None and inp.pulse) or (out is not None and out.pulse)):
+        if latency_s is not None and any(ep is not None and ep.via_pulse for ep in (inp, out)):
             os.environ["PULSE_LATENCY_MSEC"] = str(max(1, round(1000 * latency_s)))
         if inp is not None and inp.pulse is not None:
             os.environ["PULSE_SOURCE"] = inp.pulse.name
@@ -329,6 +338,8 @@ class LiveStream:
         self._died: str | None = None  # set when the driver's stream ended on its own
         self._stuck = False  # a driver call hung: never touch the driver stream again
         self._endpoints: tuple[Endpoint | None, ...] = ()
+        #: the server-side latency (s) the stream asks PulseAudio for at each start; None: the plugin's own
+        self._server_latency: float | None = None
         self._started_at: float | None = None
         self._last_blocks = -1
         self._last_progress = 0.0
@@ -452,12 +463,18 @@ class LiveStream:
         if exc is not None:
             raise DeviceError(f"cannot {what} the audio stream: {exc}")
 
+    def _server_env(self):
+        """:func:`_pulse_env` for this stream's endpoints and server latency (around a driver start)."""
+        inp, out = (tuple(self._endpoints) + (None, None))[:2]
+        return _pulse_env(inp, out, self._server_latency)
+
     def _restart_driver(self, stop: Callable[[], object], start: Callable[[], object]) -> None:
         gone = _pulse_endpoint_gone(*self._endpoints)
         if gone is not None:
             raise DeviceError(f"device {gone!r} is gone")
         self._driver_call(stop, "stop")
-        self._driver_call(start, "start")
+        with self._server_env():
+            self._driver_call(start, "start")
 
 
 #: SCHED_FIFO priority asked for the audio thread (below PulseAudio's and JACK's usual 5..20
@@ -600,12 +617,13 @@ class SoundDeviceStream(LiveStream):
         self._closing = False
         self._restarting = False
         self._stream = None
+        wanted = suggested_latency(latency, blocksize, samplerate)
+        self._server_latency = wanted if isinstance(wanted, float) else None
         try:
-            with _pulse_env(inp, out):
+            with _pulse_env(inp, out, self._server_latency):
                 self._stream = sd.Stream(samplerate=samplerate, blocksize=blocksize or 0,
                                          device=(inp.index, out.index), channels=channels, dtype="float32",
-                                         latency=suggested_latency(latency, blocksize, samplerate),
-                                         callback=callback, finished_callback=finished)
+                                         latency=wanted, callback=callback, finished_callback=finished)
         except sd.PortAudioError as exc:
             raise DeviceError(_portaudio_message(exc, inp, out, samplerate, channels)) from None
         except ValueError as exc:
@@ -625,7 +643,8 @@ class SoundDeviceStream(LiveStream):
         sd = _sounddevice()
         self._wanted = True
         try:
-            self._stream.start()  # type: ignore[union-attr]
+            with self._server_env():
+                self._stream.start()  # type: ignore[union-attr]
         except sd.PortAudioError as exc:
             raise DeviceError(f"cannot start the audio stream: {exc}") from None
         super().start()
@@ -710,7 +729,8 @@ class PyAudioStream(LiveStream):
         self._wanted = False
         try:
             wanted = suggested_latency(latency, blocksize, samplerate)
-            with _pulse_env(inp, out, wanted if isinstance(wanted, float) else None), _quiet_stderr():
+            self._server_latency = wanted if isinstance(wanted, float) else None
+            with _pulse_env(inp, out, self._server_latency), _quiet_stderr():
                 self._stream = self._pa.open(
                     rate=samplerate, channels=channels, format=pyaudio.paFloat32, input=True, output=True,
                     input_device_index=inp.index, output_device_index=out.index,
@@ -739,7 +759,8 @@ class PyAudioStream(LiveStream):
     def start(self) -> None:
         self._wanted = True
         try:
-            self._stream.start_stream()
+            with self._server_env():
+                self._stream.start_stream()
         except OSError as exc:
             raise DeviceError(f"cannot start the audio stream: {exc}") from None
         super().start()
