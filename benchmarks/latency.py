@@ -115,7 +115,7 @@ def end_to_end(server, model: str, backend: str, block: int) -> dict:
 
 def _end_to_end(server, model: str, backend: str, block: int) -> dict:
     from deepiso.realtime.backends import open_stream
-    from deepiso.realtime.virtual_device import PULSE_RATE, chirp_lags, chirp_signal
+    from deepiso.realtime.virtual_device import PULSE_RATE, chirp_lags, chirp_signal, garbage_samples
 
     iso = Isolator(model, channels=1)
     rate = iso.spec.sample_rate
@@ -123,9 +123,11 @@ def _end_to_end(server, model: str, backend: str, block: int) -> dict:
     host = Host([iso, Mix.parse("mixture")], rate, 1, block_size=block)
     stream = open_stream(host, backend, "iso_in", "iso_out", rate, block, "low")
     x = chirp_signal(2.4, (0.25, 0.71, 1.38, 1.9))
-    lags = chirp_lags(server.record_through(stream, x, lead=0.3, tail=0.4), PULSE_RATE)
+    recording = server.record_through(stream, x, lead=0.3, tail=0.4)
+    lags = chirp_lags(recording, PULSE_RATE)
     return {
         "backend": backend, "block": block, "model_rate": rate, "chirps_found": len(lags),
+        "garbage_samples": garbage_samples(recording[:, 2:]),
         "measured_ms": [round(1000 * lag / PULSE_RATE, 2) for lag in lags],
         "algorithmic_ms": round(host.latency_ms, 2),
         "device_reported_ms": round(1000 * sum(stream.device_latency), 2),
@@ -313,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {r['backend']:>11} {r['block']:>6} {'failed':>22}  {r['error']}")
                 continue
             measured = ",".join(f"{m:.1f}" for m in r["measured_ms"]) or "lost"
+            garbage = f"  ({r['garbage_samples']} garbage samples)" if r.get("garbage_samples") else ""
             print(f"  {r['backend']:>11} {r['block']:>6} {measured:>22} {r['algorithmic_ms']:>11.1f} "
-                  f"{r['bound_ms']:>7.1f} {r['xruns']:>5}")
+                  f"{r['bound_ms']:>7.1f} {r['xruns']:>5}{garbage}")
         s = result["soak"]
         print(f"\nsoak: {s['seconds']:.0f} s at block {s['block']}: {s['xruns']} xruns "
               f"({s['xruns_at_start']} while starting), {s['restarts']} restarts, faults {s['faults']}, "

@@ -434,12 +434,31 @@ def chirp_signal(seconds: float, times, rate: int = PULSE_RATE):
     return x
 
 
+#: Beyond this no engine output goes (the host clips at ±16): a sample past it is garbage a driver wrote.
+GARBAGE_LEVEL = 16.0
+
+
+def garbage_samples(recording) -> int:
+    """How many samples of a recording are not finite or beyond :data:`GARBAGE_LEVEL`."""
+    import numpy as np
+
+    x = np.asarray(recording)
+    return int((~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > GARBAGE_LEVEL)).sum())
+
+
 def chirp_lags(recording, rate: int = PULSE_RATE) -> list[int]:
     """Delay in samples of every chirp from the engine's input (channel 0 of a
-    :meth:`PrivatePulseServer.record_through` recording) to its output (channel 2)."""
+    :meth:`PrivatePulseServer.record_through` recording) to its output (channel 2).
+
+    Garbage samples (:func:`garbage_samples`; PortAudio's ALSA path has written
+    one of 1.6e29 right after a stream started) are zeroed first: one of them
+    would otherwise outweigh every chirp in the correlation."""
     import numpy as np
 
     c = chirp(rate)
+    recording = np.asarray(recording, np.float64)
+    recording = np.where(np.isfinite(recording) & (np.abs(np.nan_to_num(recording)) <= GARBAGE_LEVEL),
+                         recording, 0.0)
 
     def onsets(sig):
         corr = np.correlate(sig, c, mode="valid")

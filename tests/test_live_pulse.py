@@ -23,7 +23,7 @@ from deepiso.realtime.backends import DeviceError, open_stream, suggested_latenc
 from deepiso.realtime.host import Host, Plugin
 from deepiso.realtime.plugins.basic import Gain, Meter, Mix
 from deepiso.realtime.plugins.isolator import Isolator
-from deepiso.realtime.virtual_device import RouteWarmer, chirp, chirp_lags, chirp_signal
+from deepiso.realtime.virtual_device import RouteWarmer, chirp, chirp_lags, chirp_signal, garbage_samples
 
 #: Allowance for the server's own buffering on the way in and out (pacat → bus → parec).
 SERVER_SLACK_S = 0.030
@@ -42,6 +42,9 @@ def test_chirp_lags_times_every_chirp_and_ignores_missing_ones():
     rec[:, 0] = x
     rec[123:, 2] = 0.7 * x[:-123]
     assert chirp_lags(rec) == [123] * len(CHIRP_TIMES)
+    rec[4000, 2], rec[5000, 2] = 1.585e29, np.nan  # garbage a driver wrote does not hide the chirps
+    assert chirp_lags(rec) == [123] * len(CHIRP_TIMES)
+    assert garbage_samples(rec) == 2 and garbage_samples(rec[:, :2]) == 0
     rec[:, 2] = 0.0
     assert chirp_lags(rec) == []  # nothing came out
     rec[:, 0] = 0.0
