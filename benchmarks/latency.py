@@ -266,9 +266,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--compute-seconds", type=float, default=20.0)
     parser.add_argument("--skip-pulse", action="store_true", help="no end-to-end or soak measurement")
+    parser.add_argument("--backends", default="sounddevice,pyaudio", help="end to end: comma-separated backends")
+    parser.add_argument("--blocks", default=",".join(map(str, E2E_BLOCKS)), help="end to end: block sizes")
+    parser.add_argument("--repeats", type=int, default=1, help="end to end: runs of each backend and block")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv)
     model = default_model_name(args.model)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends or any(b not in ("sounddevice", "pyaudio") for b in backends):
+        parser.error(f"--backends takes sounddevice and/or pyaudio, got {args.backends!r}")
+    try:
+        blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
+    except ValueError:
+        blocks = []
+    if not blocks or any(b < 1 for b in blocks):
+        parser.error(f"--blocks takes positive block sizes, got {args.blocks!r}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.soak_seconds < 0:
+        parser.error(f"--soak-seconds must be >= 0 (0: no soak), got {args.soak_seconds}")
 
     result: dict = {"model": model, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                  "python": sys.version.split()[0]},
@@ -278,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     result["compute"] = [compute(model, args.compute_seconds, channels=c) for c in (1, 2)]
     if not args.skip_pulse:
         def pulse_part(server) -> None:
-            result["end_to_end"] = [end_to_end(server, model, backend, block)
-                                    for backend in ("sounddevice", "pyaudio") for block in E2E_BLOCKS]
-            result["soak"] = soak(server, model, args.soak_seconds)
+            result["end_to_end"] = [dict(end_to_end(server, model, backend, block), run=run)
+                                    for run in range(args.repeats) for backend in backends for block in blocks]
+            if args.soak_seconds > 0:
+                result["soak"] = soak(server, model, args.soak_seconds)
         _with_server(pulse_part)
 
     default_alg = next(r for r in result["algorithmic"] if r["block"] == 256 and not r["resampled"])
@@ -318,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             garbage = f"  ({r['garbage_samples']} garbage samples)" if r.get("garbage_samples") else ""
             print(f"  {r['backend']:>11} {r['block']:>6} {measured:>22} {r['algorithmic_ms']:>11.1f} "
                   f"{r['bound_ms']:>7.1f} {r['xruns']:>5}{garbage}")
+    if "soak" in result:
         s = result["soak"]
         print(f"\nsoak: {s['seconds']:.0f} s at block {s['block']}: {s['xruns']} xruns "
               f"({s['xruns_at_start']} while starting), {s['restarts']} restarts, faults {s['faults']}, "

@@ -68,3 +68,20 @@ def test_timeline_of_a_clean_soak():
     assert s["xruns"] == 0 and s["ticks_with_xruns"] == 0 and s["xruns_per_minute"] == [0]
     assert s["steal_avg"] is None and s["first_xrun_ticks"] == []
     assert latency.SoakTimeline().summary()["xruns_per_minute"] == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "jack"], "--backends takes sounddevice and/or pyaudio"),
+    (["--backends", ","], "--backends takes sounddevice and/or pyaudio"),
+    (["--blocks", "256,x"], "--blocks takes positive block sizes"),
+    (["--blocks", "0"], "--blocks takes positive block sizes"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--soak-seconds", "-1"], "--soak-seconds must be >= 0"),
+])
+def test_bad_end_to_end_options_are_refused_before_measuring(args, message, capsys, tmp_path):
+    out = tmp_path / "latency.json"
+    with pytest.raises(SystemExit) as exc:
+        latency.main([*args, "--output", str(out)])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
