@@ -324,6 +324,24 @@ def test_devices_through_the_pulse_plugin_get_the_server_latency(pulse, monkeypa
         assert "PULSE_LATENCY_MSEC" not in os.environ  # a card PortAudio opens directly
 
 
+@pytest.mark.parametrize("wanted, block, rate, through_pulse, expected", [
+    (0.0216, 256, 44100, True, 512 / 44100),  # the server holds 21.6 ms, ALSA two blocks
+    (0.0207, 256, 48000, True, 512 / 48000),
+    (0.0216, None, 44100, True, 512 / 44100),  # blocks of any size: sized as 256
+    (0.0332, 512, 44100, True, 0.0332),  # two blocks (23.2 ms) are outside the clean range
+    (0.0200, 128, 44100, True, 0.0200),  # two blocks (5.8 ms) too
+    (0.0216, 256, 44100, False, 0.0216),  # a card PortAudio opens directly gets what was asked
+    (0.0110, 256, 44100, True, 0.0110),  # never more than the server is asked for
+    ("high", 256, 44100, True, "high"),
+])
+def test_the_alsa_buffer_stays_small_where_the_server_holds_the_latency(wanted, block, rate, through_pulse,
+                                                                        expected):
+    from deepiso.realtime.backends import alsa_latency
+
+    got = alsa_latency(wanted, block, rate, through_pulse)
+    assert got == (pytest.approx(expected) if isinstance(expected, float) else expected)
+
+
 def _rt_allowed() -> bool:
     import resource
 
