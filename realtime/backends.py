@@ -278,7 +278,7 @@ def resolve_device(value: str | int | None, kind: str, backend: str = "sounddevi
 
 @contextlib.contextmanager
 def _pulse_env(inp: Endpoint | None, out: Endpoint | None, latency_s: float | None = None):
-    """Point the ALSA ``pulse`` device at the chosen source/sink while a stream opens.
+    """Point the ALSA ``pulse`` device at the chosen source/sink while a stream opens or starts.
 
     ``latency_s`` sets the server-side buffering (``PULSE_LATENCY_MSEC``). The
     plugin connects to the server anew each time PortAudio prepares the PCM,
