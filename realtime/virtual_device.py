@@ -438,12 +438,18 @@ def chirp_signal(seconds: float, times, rate: int = PULSE_RATE):
 GARBAGE_LEVEL = 16.0
 
 
+def _garbage(x):
+    """Mask of the samples of ``x`` that are not finite or beyond :data:`GARBAGE_LEVEL`."""
+    import numpy as np
+
+    return ~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > GARBAGE_LEVEL)
+
+
 def garbage_samples(recording) -> int:
     """How many samples of a recording are not finite or beyond :data:`GARBAGE_LEVEL`."""
     import numpy as np
 
-    x = np.asarray(recording)
-    return int((~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > GARBAGE_LEVEL)).sum())
+    return int(_garbage(np.asarray(recording)).sum())
 
 
 def chirp_lags(recording, rate: int = PULSE_RATE) -> list[int]:
@@ -457,8 +463,7 @@ def chirp_lags(recording, rate: int = PULSE_RATE) -> list[int]:
 
     c = chirp(rate)
     recording = np.asarray(recording, np.float64)
-    recording = np.where(np.isfinite(recording) & (np.abs(np.nan_to_num(recording)) <= GARBAGE_LEVEL),
-                         recording, 0.0)
+    recording = np.where(_garbage(recording), 0.0, recording)
 
     def onsets(sig):
         corr = np.correlate(sig, c, mode="valid")
