@@ -1,8 +1,11 @@
 """Audio backends that drive a :class:`~deepiso.realtime.host.Host`.
 
-* ``sounddevice`` (default) and ``pyaudio``: a duplex PortAudio stream whose
-  callback calls :meth:`Host.process` on the device's buffers and counts the
-  over/underflows PortAudio reports as xruns.
+* ``pulse`` (the default wherever a PulseAudio or PipeWire server runs): a
+  native libpulse client whose audio thread sleeps between blocks and holds the
+  delay by itself (:mod:`deepiso.realtime.pulse`, :class:`PulseStream`).
+* ``sounddevice`` and ``pyaudio``: a duplex PortAudio stream whose callback
+  calls :meth:`Host.process` on the device's buffers and counts the
+  over/underflows PortAudio reports as xruns: for bare ALSA, macOS and Windows.
 * ``file``: the same host over an array or a file, as fast as possible or
   paced like a device (:class:`ArrayStream`, :func:`run_array`).
 
@@ -34,7 +37,9 @@ import numpy as np
 
 from .host import Host
 
-BACKENDS = ("sounddevice", "pyaudio", "file")
+BACKENDS = ("pulse", "sounddevice", "pyaudio", "file")
+#: What ``backend="auto"`` picks: the native client wherever a PulseAudio or PipeWire server answers.
+LIVE_BACKENDS = ("auto", "pulse", "sounddevice", "pyaudio")
 LATENCIES = ("low", "high")
 
 #: A stream that has not called back for this long (seconds, beyond its own
@@ -258,15 +263,9 @@ def resolve_device(value: str | int | None, kind: str, backend: str = "sounddevi
 
     text = str(value)
     if pulse_pa is not None and pulse_running():
-        pulse_kind = "source" if kind == "input" else "sink"
-        pdevs = pulse_devices(pulse_kind)
-        exact = [d for d in pdevs if d.name == text or d.description == text]
-        loose = [d for d in pdevs if text.lower() in d.name.lower() or text.lower() in d.description.lower()]
-        if kind == "input" and len(loose) > 1:  # a sink's monitor should not shadow a real source
-            loose = [d for d in loose if not d.is_monitor] or loose
-        hit = _pick(what, text, exact, lambda d: d.name) or _pick(what, text, loose, lambda d: d.name)
+        hit = _match_pulse(text, kind)
         if hit is not None:
-            return Endpoint(pulse_pa.index, f"{hit.description or hit.name} ({pulse_kind} {hit.name})", hit)
+            return Endpoint(pulse_pa.index, f"{hit.description or hit.name} ({hit.kind} {hit.name})", hit)
     exact = [d for d in usable if d.name == text]
     loose = [d for d in usable if text.lower() in d.name.lower()]
     hit = _pick(what, text, exact, lambda d: f"{d.index} {d.name}") or _pick(
@@ -274,6 +273,34 @@ def resolve_device(value: str | int | None, kind: str, backend: str = "sounddevi
     if hit is not None:
         return Endpoint(hit.index, hit.name, via_pulse=hit.name == "pulse")  # type: ignore[attr-defined]
     raise DeviceError(f"no {what} matches {text!r}; run 'deepiso devices' to list them")
+
+
+def _match_pulse(text: str, kind: str) -> PulseDevice | None:
+    """The PulseAudio source (``kind="input"``) or sink named or described by ``text`` (exact, then part)."""
+    what = f"{kind} device"
+    pulse_kind = "source" if kind == "input" else "sink"
+    pdevs = pulse_devices(pulse_kind)
+    exact = [d for d in pdevs if d.name == text or d.description == text]
+    loose = [d for d in pdevs if text.lower() in d.name.lower() or text.lower() in d.description.lower()]
+    if kind == "input" and len(loose) > 1:  # a sink's monitor should not shadow a real source
+        loose = [d for d in loose if not d.is_monitor] or loose
+    return _pick(what, text, exact, lambda d: d.name) or _pick(what, text, loose, lambda d: d.name)
+
+
+def resolve_pulse_device(value: str | int | None, kind: str) -> Endpoint:
+    """A PulseAudio/PipeWire source or sink for the native backend (``None``: the server's default)."""
+    if not pulse_running():
+        raise DeviceError("no PulseAudio/PipeWire server is running (the pulse backend needs one)")
+    if value is None or value == "":
+        return Endpoint(None, f"default {'source' if kind == 'input' else 'sink'}", via_pulse=True)
+    if isinstance(_int_or_str(value), int):
+        raise DeviceError(f"{kind} device {value!r}: the pulse backend takes source and sink names, not "
+                          "PortAudio numbers; run 'deepiso devices'")
+    hit = _match_pulse(str(value), kind)
+    if hit is None:
+        raise DeviceError(f"no PulseAudio/PipeWire {'source' if kind == 'input' else 'sink'} matches {value!r}; "
+                          "run 'deepiso devices' to list them")
+    return Endpoint(None, f"{hit.description or hit.name} ({hit.kind} {hit.name})", hit)
 
 
 @contextlib.contextmanager
@@ -351,6 +378,10 @@ class LiveStream:
     @property
     def active(self) -> bool:
         raise NotImplementedError
+
+    def pop_events(self) -> list[str]:
+        """Messages for the user since the last call (resyncs, reconnections); main thread only."""
+        return []
 
     def start(self) -> None:
         self._started_at = self._last_progress = time.monotonic()
@@ -815,6 +846,101 @@ class PyAudioStream(LiveStream):
         self._stream = None
 
 
+class PulseStream(LiveStream):
+    """A native PulseAudio/PipeWire client (:mod:`deepiso.realtime.pulse`): no PortAudio, no ALSA plugin.
+
+    The audio thread sleeps in ``poll()`` between blocks and holds the delay by
+    itself (late input is dropped, the output buffer refills to its length after
+    an underflow); :attr:`resyncs` counts the drops. Named devices never move:
+    when one disappears the stream ends with :class:`DeviceError` within a block.
+    A lost server is reconnected to for ``RECONNECT_SECONDS``, with a message.
+    ``device_latency`` is the (input, output) latency the server reports.
+    """
+
+    backend = "pulse"
+
+    def __init__(self, host: Host, inp: Endpoint, out: Endpoint, samplerate: int, blocksize: int | None,
+                 channels: int, latency: str | float = "low") -> None:
+        from . import pulse
+
+        block = blocksize or pulse.DEFAULT_BLOCK
+        super().__init__(host, samplerate, block, channels)
+        self.realtime_priority: bool | None = None
+
+        def on_start() -> None:  # in the audio thread
+            self.realtime_priority = raise_thread_priority()
+
+        try:
+            self._duplex = pulse.PulseDuplex(host.process, samplerate, channels, block,
+                                             inp.pulse.name if inp.pulse else None,
+                                             out.pulse.name if out.pulse else None, latency, on_start=on_start)
+        except pulse.PulseError as exc:
+            raise DeviceError(str(exc)) from None
+        self._endpoints = (inp, out)
+        self.device_latency = (block / samplerate, self._duplex.output_s)  # nominal until the server reports
+        self._xruns_synced = 0
+        self._events_seen = 0
+
+    @property
+    def active(self) -> bool:
+        return self._duplex.running
+
+    @property
+    def counters(self):
+        return self._duplex.counters
+
+    @property
+    def thread_cpu(self) -> float:
+        """The audio thread's CPU time as a share of one core."""
+        c = self._duplex.counters
+        return c.thread_cpu_s / c.wall_s if c.wall_s > 0 else 0.0
+
+    @property
+    def compute_cpu(self) -> float:
+        """The share of one core spent in :meth:`Host.process` (the model and plugins)."""
+        c = self._duplex.counters
+        return c.compute_s / c.wall_s if c.wall_s > 0 else 0.0
+
+    def start(self) -> None:
+        from .pulse import PulseError
+
+        try:
+            self._duplex.open()
+        except PulseError as exc:
+            raise DeviceError(str(exc)) from None
+        super().start()
+
+    def pop_events(self) -> list[str]:
+        events = list(self._duplex.events)
+        self._duplex.events.clear()
+        return events
+
+    def check(self) -> None:
+        d = self._duplex
+        c = d.counters
+        xruns = c.underflows + c.overflows
+        if xruns > self._xruns_synced:
+            self.host.count_xrun(xruns - self._xruns_synced)
+            self._xruns_synced = xruns
+        self.resyncs = c.resyncs
+        self.restarts = c.reconnects
+        if all(math.isfinite(v) for v in d.latency) and d.blocks:
+            self.device_latency = d.latency
+        if d.error:
+            self.error = d.error
+        if self.error:
+            raise DeviceError(self.error)
+        if self._started_at is not None and not d.running:
+            self.error = "the audio thread ended"
+            raise DeviceError(self.error)
+
+    def stop(self) -> None:
+        self._duplex.close()
+
+    def close(self) -> None:
+        self._duplex.close()
+
+
 class ArrayStream(LiveStream):
     """Drives the host over an in-memory signal from a thread, like a device would.
 
@@ -904,10 +1030,26 @@ def run_array(host: Host, x: np.ndarray, blocksize: int | None = 256, flush: boo
     return out[lat:]
 
 
-def open_stream(host: Host, backend: str = "sounddevice", input: str | int | None = None,
+def pick_backend() -> str:
+    """``"pulse"`` where a PulseAudio/PipeWire server answers and libpulse loads, else ``"sounddevice"``."""
+    if pulse_running():
+        from .pulse import PulseError, _libpulse
+
+        try:
+            _libpulse()
+        except PulseError:
+            return "sounddevice"
+        return "pulse"
+    return "sounddevice"
+
+
+def open_stream(host: Host, backend: str = "auto", input: str | int | None = None,
                 output: str | int | None = None, samplerate: int = 48_000, blocksize: int | None = None,
                 latency: str | float = "low", resync_after: float | None = None) -> LiveStream:
     """Open a duplex device stream that runs ``host`` (not started yet).
+
+    ``backend``: ``"auto"`` (the native ``pulse`` client where a server runs, else
+    ``sounddevice``), ``"pulse"``, ``"sounddevice"`` or ``"pyaudio"``.
 
     ``resync_after``: restart the stream after an xrun once that many seconds
     pass without another, which resets the round trip the xrun lengthened
@@ -915,13 +1057,18 @@ def open_stream(host: Host, backend: str = "sounddevice", input: str | int | Non
     """
     if resync_after is not None and not 0.0 <= resync_after <= 60.0:
         raise DeviceError(f"resync_after {resync_after!r} s is outside 0..60 s")
-    if backend not in ("sounddevice", "pyaudio"):
-        raise DeviceError(f"backend {backend!r} is not one of sounddevice, pyaudio")
+    if backend not in LIVE_BACKENDS:
+        raise DeviceError(f"backend {backend!r} is not one of {', '.join(LIVE_BACKENDS)}")
+    if backend == "auto":
+        backend = pick_backend()
     if latency not in LATENCIES:
         try:
             float(latency)
         except (TypeError, ValueError):
             raise DeviceError(f"latency {latency!r} is neither one of {LATENCIES} nor seconds") from None
+    if backend == "pulse":
+        inp, out = resolve_pulse_device(input, "input"), resolve_pulse_device(output, "output")
+        return PulseStream(host, inp, out, samplerate, blocksize, host.channels, latency)
     if backend == "sounddevice":
         refresh_portaudio()  # devices appear (virtual mic) and servers start after import
     inp = resolve_device(input, "input", backend)
