@@ -181,7 +181,7 @@ def plot(path: Path, rate: int, mixture: np.ndarray, vocals: np.ndarray, truth: 
     plt.close(fig)
 
 
-def run_demo(out_dir: Path, model: str = "default", backend: str = "sounddevice", blocksize: int = 256,
+def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", blocksize: int = 256,
              snr_db: float = 0.0, log=print) -> DemoResult:
     """Play the bundled clip through the live engine on private virtual devices; write the results."""
     from .audio_io import resample, write_audio
@@ -268,7 +268,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the live engine on a bundled clip through private virtual devices")
     p.add_argument("-o", "--out", default="deepiso-demo", help="output folder (default: deepiso-demo)")
     p.add_argument("-m", "--model", default="default", help="model name or .onnx path (default: default)")
-    p.add_argument("--backend", choices=("sounddevice", "pyaudio"), default="sounddevice")
+    p.add_argument("--backend", choices=("pulse", "sounddevice", "pyaudio"), default="pulse",
+                   help="pulse (default: the native client), or sounddevice/pyaudio through PortAudio")
     p.add_argument("--blocksize", type=int, default=256)
     p.add_argument("--snr", type=float, default=0.0, help="voice-to-music ratio of the clip in dB (default 0)")
     p.set_defaults(func=cmd_demo)

@@ -38,6 +38,9 @@ import numpy as np
 #: Samples beyond this magnitude are clipped and counted (+24 dBFS): real audio
 #: never gets there, a broken driver or a wild plugin does.
 DEFAULT_LIMIT = 16.0
+#: What the host writes is clipped to full scale: a device, a virtual microphone or a 16-bit call
+#: client cannot hold more, and a louder sample is a click, not a voice.
+FULL_SCALE = 1.0
 
 #: A plugin that fails this many blocks in a row is bypassed until :meth:`Host.reset`.
 MAX_CONSECUTIVE_FAULTS = 32
@@ -306,6 +309,7 @@ class HostStats:
     cpu_load: float = 0.0
     cpu_peak: float = 0.0
     late_blocks: int = 0
+    clipped: int = 0  # output samples clipped to full scale
 
     @property
     def latency_ms(self) -> float:
@@ -330,7 +334,7 @@ class Host:
 
     def __init__(self, plugins: Iterable[object], sample_rate: int, channels: int, max_block: int = 4096,
                  block_size: int | None = None, limit: float = DEFAULT_LIMIT,
-                 resample_quality: str = "LQ") -> None:
+                 resample_quality: str = "LQ", output_limit: float = FULL_SCALE) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 768_000:
             raise PluginError(f"sample rate {sample_rate!r} Hz is not supported (1000..768000)")
         if channels < 1:
@@ -343,7 +347,8 @@ class Host:
         self.channels = channels
         self.max_block = max_block
         self.block_size = block_size
-        self.limit = float(limit)
+        self.limit = float(limit)  # input samples beyond it are absurd (counted as input faults)
+        self.output_limit = float(output_limit)
         plugins = list(plugins)
         self.user_plugins = plugins
         rates = {int(r) for p in plugins if (r := getattr(p, "native_rate", None))}
@@ -368,21 +373,40 @@ class Host:
         self.xruns = 0
         self.input_faults = 0
         self.output_faults = 0
+        self.clipped = 0
         self.late_blocks = 0
         self._load = 0.0
         self._load_peak = 0.0
 
-    def _warm_up(self) -> None:
-        """Run one block of silence so every compiled kernel is compiled before the first callback."""
+    def _warm_up(self, seconds: float = 0.25) -> None:
+        """Run every path the callback can take once, so nothing compiles after the stream starts.
+
+        Silence alone skips the model (a silent context never runs it) and would leave the
+        mask kernels to compile in the callback at the first voiced frame: seconds of xruns
+        on a fresh install. So the warm-up feeds silence, then a voice-like signal long enough
+        to fill the awareness context and run the model, then non-finite and absurd samples,
+        each through writable and read-only input (drivers hand the callback read-only
+        buffers, which numba compiles separately).
+        """
         n = self.block_size or min(self.max_block, 512)
-        z = np.zeros((n, self.channels), np.float32)
-        self.process(z, z)
-        # Drivers hand the callback read-only input (PyAudio's bytes, PortAudio's const
-        # buffers): numba compiles read-only arrays separately, which would stall the
-        # first callback of a fresh install for seconds.
-        frozen = np.zeros((n, self.channels), np.float32)
-        frozen.flags.writeable = False
-        self.process(frozen, z)
+        c = self.channels
+        out = np.zeros((n, c), np.float32)
+        t = np.arange(max(n, int(seconds * self.sample_rate))) / self.sample_rate
+        voiced = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+                  + 0.01 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+        signal = np.concatenate([np.zeros(n, np.float32), voiced])
+        signal = np.ascontiguousarray(np.repeat(signal[:, None], c, axis=1))
+        bad = np.zeros((n, c), np.float32)
+        bad[0, 0], bad[-1, -1] = np.nan, 1e30
+        for writable in (True, False):
+            for a in range(0, signal.shape[0] - n + 1, n):
+                block = signal[a : a + n].copy()
+                block.flags.writeable = writable
+                self.process(block, out)
+            block = bad.copy()
+            block.flags.writeable = writable
+            self.process(block, out)
+            self.reset()
         self.reset()
         self._reset_counters()
         for slot in self.chain.slots + (self.resampler.chain.slots if self.resampler else []):
@@ -431,7 +455,8 @@ class Host:
         if _sanitize_copy(inp, work, self.limit):
             self.input_faults += 1
         self.chain.process(work, work)
-        nonfinite, _clipped = _finish(work, out, self.limit)
+        nonfinite, clipped = _finish(work, out, self.output_limit)
+        self.clipped += clipped
         if nonfinite:
             out.fill(0.0)
             self.output_faults += 1
@@ -455,7 +480,7 @@ class Host:
             output_faults=self.output_faults,
             plugin_faults={s.name: s.faults for s in slots if s.name != "resample" or s.faults},
             bypassed=[s.name for s in slots if s.bypassed], errors=errors,
-            cpu_load=self._load, cpu_peak=self._load_peak, late_blocks=self.late_blocks,
+            cpu_load=self._load, cpu_peak=self._load_peak, late_blocks=self.late_blocks, clipped=self.clipped,
         )
 
     def describe(self) -> str:

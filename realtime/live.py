@@ -11,13 +11,20 @@ arguments or an unusable model/file, 130 interrupted before the stream ran.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 STEM_NAMES = ("vocals", "instrumental")
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _err(command: str, message: str) -> None:
@@ -97,20 +104,21 @@ def _fmt_db(levels: dict[str, list[float]]) -> str:
     return "  -inf" if peak < -120 else f"{peak:6.1f}"
 
 
-def status_line(stream: Any, meter_in: Any, meter_out: Any) -> str:
+def status_line(stream: Any, meter_in: Any, meter_out: Any, library: Any = None) -> str:
     """One line: latency, CPU load of the callback, xruns, faults, input and output peak levels."""
     s = stream.host.stats()
     device_ms = 1000.0 * sum(stream.device_latency)
     faults = s.faults
+    noise = f" | library messages {library.lines}" if library is not None and library.lines else ""
     return (f"latency {s.latency_ms + device_ms:5.1f} ms (algorithmic {s.latency_ms:.1f} + device {device_ms:.1f}) "
             f"| CPU {100 * s.cpu_load:4.1f}% | xruns {s.xruns} (resyncs {getattr(stream, 'resyncs', 0)}) "
-            f"| faults {faults} "
+            f"| faults {faults}{f' (clipped {s.clipped})' if s.clipped else ''}{noise} "
             f"| in {_fmt_db(meter_in.levels())} dB | out {_fmt_db(meter_out.levels())} dB")
 
 
 def _summary(stream: Any) -> dict[str, Any]:
     s = stream.host.stats()
-    return {
+    out = {
         "backend": stream.backend, "sample_rate": s.sample_rate, "channels": s.channels,
         "blocksize": stream.blocksize, "algorithmic_latency_samples": s.latency_samples,
         "algorithmic_latency_ms": s.latency_ms, "device_latency_s": list(stream.device_latency),
@@ -118,15 +126,32 @@ def _summary(stream: Any) -> dict[str, Any]:
         "frames": s.frames, "xruns": s.xruns, "input_faults": s.input_faults, "output_faults": s.output_faults,
         "plugin_faults": s.plugin_faults, "bypassed": s.bypassed, "errors": s.errors,
         "cpu_load": s.cpu_load, "cpu_peak": s.cpu_peak, "error": stream.error,
-        "resyncs": getattr(stream, "resyncs", 0),
+        "resyncs": getattr(stream, "resyncs", 0), "restarts": getattr(stream, "restarts", 0),
+        "clipped_samples": s.clipped,
         "realtime_audio_thread": getattr(stream, "realtime_priority", None),
         "realtime_helper_threads": getattr(stream, "helper_threads_raised", 0),
     }
+    if stream.backend == "pulse":
+        c = stream.counters
+        out.update(audio_thread_cpu=round(stream.thread_cpu, 4), compute_cpu=round(stream.compute_cpu, 4),
+                   underflows=c.underflows, dropped_input_frames=c.dropped_input_frames,
+                   dropped_output_frames=c.dropped_output_frames, reconnects=c.reconnects, holes=c.holes,
+                   wakeups_per_s=round(c.wakeups / c.wall_s, 1) if c.wall_s else 0.0)
+    return out
+
+
+class _Terminated(Exception):
+    """SIGTERM (a service manager, ``kill``): stop as cleanly as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from .backends import ArrayStream, DeviceError, open_stream, resolve_device
+    from .backends import ArrayStream, DeviceError, open_stream, pick_backend, resolve_device
     from .host import Host, PluginError
+    from .quiet import LibraryOutput
     from .virtual_device import RouteWarmer, needs_warmup
 
     if args.blocksize is not None and not 16 <= args.blocksize <= 16384:
@@ -162,8 +187,11 @@ def cmd_live(args: argparse.Namespace) -> int:
         stream: Any = ArrayStream(host, x, rate, args.blocksize or 256, realtime=not args.fast)
     else:
         try:
-            out_dev = resolve_device(args.output, "output", args.backend)
-            if needs_warmup(out_dev.pulse):
+            if args.backend == "auto":
+                args.backend = pick_backend()
+            out_dev = resolve_device(args.output, "output", args.backend) if args.backend != "pulse" else None
+            # PortAudio's ALSA path does not ask a null sink for low latency; the pulse backend does.
+            if out_dev is not None and needs_warmup(out_dev.pulse):
                 warmer = RouteWarmer(out_dev.pulse.name)  # type: ignore[union-attr]
                 warmer.start()
             stream = open_stream(host, args.backend, args.input, args.output, rate, args.blocksize, args.latency,
@@ -180,23 +208,39 @@ def cmd_live(args: argparse.Namespace) -> int:
           f"{1000 * stream.device_latency[0]:.1f} ms in + {1000 * stream.device_latency[1]:.1f} ms out; "
           "Ctrl-C stops", file=sys.stderr)
     code = 0
-    interrupted = False
+    interrupted = ""
+    events: list[str] = []
+    # Nothing the audio path keeps alive needs the collector: freezing what exists now keeps
+    # full collections (which walk every object) short while the stream runs.
+    gc.collect()
+    gc.freeze()
+    previous_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    library = LibraryOutput(forward=args.verbose).start() if stream.backend in ("sounddevice", "pyaudio") else None
+    status_shown = False
     try:
         stream.start()
         t0 = time.monotonic()
         while True:
             time.sleep(0.1)
+            for event in stream.pop_events():
+                events.append(event)
+                print(("\r\033[K" if status_shown else "") + f"deepiso live: {event}", file=sys.stderr, flush=True)
             stream.check()
             if args.backend == "file" and not stream.active:
                 break
             if args.duration is not None and time.monotonic() - t0 >= args.duration:
                 break
             if not quiet:
-                print("\r" + status_line(stream, meter_in, meter_out), end="", file=sys.stderr, flush=True)
+                print("\r" + status_line(stream, meter_in, meter_out, library), end="", file=sys.stderr, flush=True)
+                status_shown = True
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = "Ctrl-C"
+    except _Terminated:
+        interrupted = "SIGTERM"
     except DeviceError as exc:
-        if not quiet:
+        for event in stream.pop_events():
+            events.append(event)
+        if status_shown:
             print(file=sys.stderr)
         _err("live", str(exc))
         code = 1
@@ -205,13 +249,24 @@ def cmd_live(args: argparse.Namespace) -> int:
         stream.close()
         if warmer is not None:
             warmer.stop()
-    if not quiet:
+        if library is not None:
+            library.stop()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+        gc.unfreeze()
+    if status_shown:
         print(file=sys.stderr)
     summary = _summary(stream)
-    print(f"deepiso live: stopped{' (Ctrl-C)' if interrupted else ''}; {summary['frames']} frames, "
+    summary["events"] = events
+    summary["stopped_by"] = interrupted or ("error" if code else "end")
+    summary["library_messages"] = library.lines if library is not None else 0
+    summary["library_last"] = list(library.last) if library is not None else []
+    print(f"deepiso live: stopped{f' ({interrupted})' if interrupted else ''}; {summary['frames']} frames, "
           f"xruns {summary['xruns']} (resyncs {summary['resyncs']}), "
           f"faults in/out {summary['input_faults']}/{summary['output_faults']}, "
-          f"plugin faults {sum(summary['plugin_faults'].values())}", file=sys.stderr)
+          f"plugin faults {sum(summary['plugin_faults'].values())}"
+          + (f", library messages {summary['library_messages']} (--verbose shows them)"
+             if summary["library_messages"] and not args.verbose else ""), file=sys.stderr)
     for err in summary["errors"]:
         print(f"  plugin error: {err}", file=sys.stderr)
     if args.backend == "file" and code == 0:
@@ -336,9 +391,10 @@ def _isolator(model: str, channels: int, floor_db: float | None, synthesis_lengt
 
 def add_parsers(sub: Any) -> None:
     """Add the live sub-commands to the ``deepiso`` parser's sub-parsers."""
-    backends = ("sounddevice", "pyaudio")
+    backends = ("auto", "pulse", "sounddevice", "pyaudio")
     p = sub.add_parser("devices", help="list audio inputs and outputs")
-    p.add_argument("--backend", choices=backends, default="sounddevice")
+    p.add_argument("--backend", choices=("sounddevice", "pyaudio"), default="sounddevice",
+                   help="whose PortAudio device list to show (default: sounddevice)")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("live", help="isolate the voice live, from a microphone or call to a device or virtual mic")
@@ -351,9 +407,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--blocksize", type=int, default=256, help="frames per callback (0 = variable; default 256)")
     p.add_argument("--latency", choices=("low", "high"), default="low", help="device buffering")
     p.add_argument("--resync", type=float, default=0.0, metavar="S",
-                   help="after an xrun, restart the stream once S seconds pass without another (0.3 is good): "
-                        "wins back the delay an underflow adds, at a 30-55 ms gap each time; 0 = never (default)")
-    p.add_argument("--backend", choices=(*backends, "file"), default="sounddevice")
+                   help="sounddevice/pyaudio: after an xrun, restart the stream once S seconds pass without "
+                        "another (0.3 is good), winning back the delay an underflow adds; 0 = never (default). "
+                        "The pulse backend holds its delay by itself")
+    p.add_argument("--backend", choices=(*backends, "file"), default="auto",
+                   help="auto (default): pulse, the native PulseAudio/PipeWire client, where a server runs, "
+                        "else sounddevice; pyaudio; file (--input/--output are files)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show what the audio libraries print (otherwise counted in the status line)")
     p.add_argument("--samplerate", type=int, default=None, help="device rate (default: the model's rate)")
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--gain", type=float, default=0.0, help="output gain in dB")

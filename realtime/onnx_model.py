@@ -317,6 +317,10 @@ def resolve_model(path_or_name: str | os.PathLike) -> Path:
 # Sessions
 
 
+#: What a streaming session (the step graph, one hop at a time) runs on unless told otherwise.
+STREAMING_PROVIDERS = ("CPUExecutionProvider",)
+
+
 def default_providers() -> list[str]:
     """CUDA first when onnxruntime-gpu is installed (it falls back to CPU without a GPU), else CPU."""
     import onnxruntime as ort
@@ -396,7 +400,11 @@ class StepModel:
         self.batch = batch
         self.layers = int(card["state"]["layers"])
         self.hidden = int(card["state"]["hidden"])
-        self._providers_requested = list(providers) if providers else None
+        # A step is a few small matrix products on buffers in host memory, once per hop inside the
+        # audio callback: a GPU provider would add a transfer and a launch to each. Streaming runs on
+        # the CPU unless a caller names providers; CUDA is for files and batches (the sequence graph).
+        providers = list(providers) if providers else list(STREAMING_PROVIDERS)
+        self._providers_requested = providers
         self._threads = threads
         self.session = _session(onnx_file.data, where, providers, threads)
         _check_io(self.session, card, self.spec, where, sequence=False)
@@ -522,7 +530,7 @@ def load_model(path_or_name: str | os.PathLike, batch: int = 1, providers: Seque
     """Load a deepiso step model from a file or a shipped model name.
 
     ``batch``: frames per step (one per audio channel). ``providers``:
-    onnxruntime execution providers (default: CUDA when available, else CPU).
+    onnxruntime execution providers (default: the CPU, :data:`STREAMING_PROVIDERS`).
     ``threads``: onnxruntime intra-op threads (1 for streaming). Raises
     :class:`ModelError` for a missing, foreign, tampered, truncated or
     incompatible file, with the file named in the message.

@@ -326,6 +326,8 @@ class PulseDuplex:
         self.backlog_frames = block + round(BACKLOG_S * rate)
         self.on_start = on_start
         self.counters = PulseCounters()
+        self.underflow_times: list[float] = []  # seconds after the start of the first 64 underflows
+        self._t0 = time.monotonic()
         self.events: collections.deque[str] = collections.deque(maxlen=256)
         self.error: str | None = None
         self.blocks = 0
@@ -378,6 +380,8 @@ class PulseDuplex:
 
     def _underflow(self) -> None:
         self.counters.underflows += 1
+        if len(self.underflow_times) < 64:
+            self.underflow_times.append(round(time.monotonic() - self._t0, 3))
 
     def _overflow(self) -> None:
         self.counters.overflows += 1
@@ -396,6 +400,7 @@ class PulseDuplex:
             self.on_start()
         self._ready.set()
         t_cpu0, t_wall0 = time.thread_time(), time.monotonic()
+        self._t0 = t_wall0
         try:
             while not self._halt.is_set():
                 try:
