@@ -294,12 +294,12 @@ def resolve_pulse_device(value: str | int | None, kind: str) -> Endpoint:
     if value is None or value == "":
         return Endpoint(None, f"default {'source' if kind == 'input' else 'sink'}", via_pulse=True)
     if isinstance(_int_or_str(value), int):
-        raise DeviceError(f"{kind} device {value!r}: the pulse backend takes source and sink names, not "
-                          "PortAudio numbers; run 'deepiso devices'")
+        raise DeviceError(f"there is no {kind} device number {value} for the pulse backend: it takes "
+                          "PulseAudio/PipeWire names (or use --backend sounddevice); run 'deepiso devices'")
     hit = _match_pulse(str(value), kind)
     if hit is None:
-        raise DeviceError(f"no PulseAudio/PipeWire {'source' if kind == 'input' else 'sink'} matches {value!r}; "
-                          "run 'deepiso devices' to list them")
+        raise DeviceError(f"no {kind} device matches {value!r} (a PulseAudio/PipeWire "
+                          f"{'source' if kind == 'input' else 'sink'}); run 'deepiso devices' to list them")
     return Endpoint(None, f"{hit.description or hit.name} ({hit.kind} {hit.name})", hit)
 
 

@@ -21,9 +21,9 @@ The delay holds by construction:
   holds ``tlength`` (``prebuf = tlength``), so its share of the delay returns
   to its nominal value by itself;
 * input that piles up (the thread was late, the server stalled) is dropped down
-  to one block once it exceeds ``backlog`` — a *resync*, counted and reported,
-  never a growing delay;
-* a block that would overfill the playback buffer is dropped for the same reason.
+  to one block once it exceeds ``backlog``, and a block that would overfill the
+  playback buffer (late input that arrives in a burst) is dropped too: a
+  *resync*, counted and reported, never a growing delay.
 
 Named devices are opened with ``PA_STREAM_DONT_MOVE``: when the virtual
 microphone (or any named device) disappears, the server ends the stream rather
@@ -165,8 +165,8 @@ class PulseCounters:
     underflows: int = 0  # the playback buffer ran empty: the server played silence
     overflows: int = 0  # the playback buffer overflowed (should never happen: writes are bounded)
     dropped_input_frames: int = 0  # input dropped to hold the delay
-    dropped_output_frames: int = 0  # output blocks dropped to hold the delay
-    resyncs: int = 0  # episodes of the above
+    dropped_output_frames: int = 0  # output dropped to hold the delay (input that came late, in a burst)
+    resyncs: int = 0  # episodes of either (a run of drops with no block written between them)
     holes: int = 0  # input fragments the server marked as lost (played as silence)
     reconnects: int = 0
     wakeups: int = 0  # times the audio thread woke from poll()
@@ -474,7 +474,8 @@ class PulseDuplex:
         c = self.counters
         backlog = self.backlog_frames * ch
         last_input = time.monotonic()
-        announced = False
+        announced = flowing = False
+        dropping = False  # within one resync: consecutive drops are one episode
         next_latency = 0.0
         while not self._halt.is_set():
             # Sleep until the server sends something (or the poll times out).
@@ -510,10 +511,11 @@ class PulseDuplex:
             now = time.monotonic()
             if got:
                 last_input = now
+                flowing = True  # a device that never delivered yet (an idle null sink) is not announced
                 if announced:
                     self.events.append("input is back")
                     announced = False
-            elif not announced and now - last_input > QUIET_S:
+            elif not announced and flowing and now - last_input > QUIET_S:
                 self.events.append(f"no audio from the server for {now - last_input:.1f} s; waiting")
                 announced = True
             elif now - last_input > RECONNECT_SECONDS:
@@ -522,7 +524,9 @@ class PulseDuplex:
                 extra = (self._staged - need) // ch * ch
                 self._shift(extra)
                 c.dropped_input_frames += extra // ch
-                c.resyncs += 1
+                if not dropping:
+                    c.resyncs += 1
+                    dropping = True
             while self._staged >= need:
                 t0 = time.perf_counter()
                 process(inp, out)
@@ -535,9 +539,12 @@ class PulseDuplex:
                 if lib.pa_stream_writable_size(play) > 0:
                     if lib.pa_stream_write(play, out_ptr, block_bytes, None, 0, PA_SEEK_RELATIVE) < 0:
                         raise PulseError(f"writing output failed: {conn._ctx_error()}")
-                else:  # the output buffer is full: the delay would grow
+                    dropping = False
+                else:  # the output buffer is full: input came late in a burst, and the delay would grow
                     c.dropped_output_frames += block
-                    c.resyncs += 1
+                    if not dropping:
+                        c.resyncs += 1
+                        dropping = True
             if now >= next_latency:
                 next_latency = now + 0.25
                 self.latency = (conn.latency_s(rec), conn.latency_s(play))

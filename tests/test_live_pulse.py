@@ -200,9 +200,12 @@ def test_virtual_microphone_carries_the_engine_output(pulse):
         assert "xruns" in err
         stats = json.loads((pulse.root / "stats.json").read_text())
         assert stats["blocks"] > 0 and stats["error"] is None
-        # the callback and the ALSA pulse plugin's two mainloop threads (capture, playback) run real-time
+        # the default backend is the native client: one real-time audio thread, no helper threads,
+        # and its CPU measured beside the compute it carries
+        assert stats["backend"] == "pulse" and stats["stopped_by"] == "end"
         assert stats["realtime_audio_thread"] is _rt_allowed()
-        assert stats["realtime_helper_threads"] == (2 if _rt_allowed() else 0)
+        assert stats["realtime_helper_threads"] == 0
+        assert 0 < stats["audio_thread_cpu"] < 0.5 and 0 <= stats["compute_cpu"] <= stats["audio_thread_cpu"]
     finally:
         down = _deepiso("virtual-mic", "down")
     assert down.returncode == 0, down.stderr
@@ -286,6 +289,8 @@ def test_plugin_exceptions_do_not_stop_a_live_stream(pulse):
     (["--output", "no-such-speaker"], "no output device matches 'no-such-speaker'", 1),
     (["--output", "iso"], "is ambiguous", 1),
     (["--output", "999"], "there is no output device number 999", 1),
+    (["--backend", "sounddevice", "--output", "999"], "there is no output device number 999", 1),
+    (["--backend", "sounddevice", "--input", "no-such-mic"], "no input device matches 'no-such-mic'", 1),
     (["--backend", "pyaudio", "--input", "nothing-here"], "no input device matches 'nothing-here'", 1),
     (["--samplerate", "1000000"], "sample rate 1000000 Hz is not supported", 2),
     (["--model", "/nonexistent/model.onnx"], "/nonexistent/model.onnx", 2),
