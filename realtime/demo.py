@@ -186,7 +186,7 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
     """Play the bundled clip through the live engine on private virtual devices; write the results."""
     from .audio_io import resample, write_audio
     from .backends import open_stream
-    from .host import Host
+    from .host import FULL_SCALE, Host
     from .live import build_chain
     from .virtual_device import PULSE_RATE, private_pulse
 
@@ -197,7 +197,7 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
 
     with tempfile.TemporaryDirectory(prefix="deepiso-demo-") as tmp, private_pulse(tmp) as server:
         log("started a private PulseAudio server with virtual devices")
-        host = Host(chain, rate, 1, block_size=blocksize)
+        host = Host(chain, rate, 1, block_size=blocksize, output_limit=FULL_SCALE)
         stream = open_stream(host, backend, "iso_in", "iso_out", rate, blocksize, "low")
         played = resample(mixture[:, None], rate, PULSE_RATE)[:, 0]
         log(f"playing {mixture.size / rate:.1f} s through the engine ({host.describe()})")

@@ -38,8 +38,9 @@ import numpy as np
 #: Samples beyond this magnitude are clipped and counted (+24 dBFS): real audio
 #: never gets there, a broken driver or a wild plugin does.
 DEFAULT_LIMIT = 16.0
-#: What the host writes is clipped to full scale: a device, a virtual microphone or a 16-bit call
-#: client cannot hold more, and a louder sample is a click, not a voice.
+#: What a live host writes to a device is clipped to full scale (``Host(output_limit=FULL_SCALE)``): a
+#: device, a virtual microphone or a 16-bit call client cannot hold more, and a louder sample is a click,
+#: not a voice. Files keep the engine's range (a float stem may exceed 1).
 FULL_SCALE = 1.0
 
 #: A plugin that fails this many blocks in a row is bypassed until :meth:`Host.reset`.
@@ -334,7 +335,7 @@ class Host:
 
     def __init__(self, plugins: Iterable[object], sample_rate: int, channels: int, max_block: int = 4096,
                  block_size: int | None = None, limit: float = DEFAULT_LIMIT,
-                 resample_quality: str = "LQ", output_limit: float = FULL_SCALE) -> None:
+                 resample_quality: str = "LQ", output_limit: float = DEFAULT_LIMIT) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 768_000:
             raise PluginError(f"sample rate {sample_rate!r} Hz is not supported (1000..768000)")
         if channels < 1:

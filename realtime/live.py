@@ -150,7 +150,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def cmd_live(args: argparse.Namespace) -> int:
     from .backends import ArrayStream, DeviceError, open_stream, pick_backend, resolve_device
-    from .host import Host, PluginError
+    from .host import DEFAULT_LIMIT, FULL_SCALE, Host, PluginError
     from .quiet import LibraryOutput
     from .virtual_device import RouteWarmer, needs_warmup
 
@@ -167,7 +167,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate,
                                                            args.floor, args.synthesis_length)
         rate = args.samplerate or (isolator.spec.sample_rate if isolator is not None else 48_000)
-        host = Host(chain, rate, args.channels, max_block=max(args.blocksize or 0, 8192), block_size=args.blocksize)
+        host = Host(chain, rate, args.channels, max_block=max(args.blocksize or 0, 8192), block_size=args.blocksize,
+                    output_limit=FULL_SCALE if args.backend != "file" else DEFAULT_LIMIT)
     except PluginError as exc:
         _err("live", str(exc))
         return 2

@@ -22,7 +22,7 @@ from conftest import PULSE_RATE
 import deepiso.realtime as realtime_pkg
 from deepiso.realtime import pulse as native
 from deepiso.realtime.backends import DeviceError, PulseStream, open_stream
-from deepiso.realtime.host import Host, Plugin
+from deepiso.realtime.host import FULL_SCALE, Host, Plugin
 from deepiso.realtime.plugins.basic import Gain, Mix
 from deepiso.realtime.plugins.isolator import Isolator
 from deepiso.realtime.virtual_device import chirp_lags, chirp_signal, private_pulse
@@ -271,7 +271,7 @@ def test_live_stops_cleanly_on_sigterm_and_writes_its_stats(pulse, tmp_path):
 
 
 def test_output_never_exceeds_full_scale():
-    host = Host([Gain(30.0)], PULSE_RATE, 1, block_size=256)
+    host = Host([Gain(30.0)], PULSE_RATE, 1, block_size=256, output_limit=FULL_SCALE)
     x = np.random.default_rng(0).standard_normal((256 * 20, 1)).astype(np.float32)
     x[100, 0], x[2000, 0], x[3000, 0] = np.nan, np.inf, 1e30
     out = host.run_offline(x, 256)

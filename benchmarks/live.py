@@ -1,0 +1,531 @@
+"""The live path as a user meets it: launches, a long run with a browser on the virtual mic, faults.
+
+Runs ``deepiso live`` (the default model, the default backend) as a user
+would, through a private audio server at 48 kHz with virtual devices, on
+PulseAudio and on PipeWire (its ``pipewire-pulse`` server):
+
+1. ``--launches`` consecutive launches, each stopped by Ctrl-C (SIGINT) or
+   SIGTERM in turn: did the stream start, how long did stopping take;
+2. a soak (``--soak-seconds``) with a voice+music loop going in and headless
+   Chromium recording the engine's output as a microphone ("deepiso-call",
+   chosen by id, processing off): xruns, resyncs, the delay through the server
+   second by second (input and output recorded on one clock), the audio
+   thread's CPU against the model's compute;
+3. the same with one core kept busy by another process (``--busy-seconds``);
+4. faults: the output device unloaded, the virtual microphone removed (nothing
+   may reach the speakers), the server stopped for 2 s, non-finite input.
+
+The engine runs the isolator with ``--mix mixture`` (vocals + instrumental): the
+model does all its work, and the output is the input delayed, so the delay can
+be read off the voice+music loop by cross-correlation.
+
+Writes ``benchmarks/results/live.json``. Takes about 2 × (soak + busy + 2 min).
+
+    python -m benchmarks.live [--servers pulseaudio,pipewire] [--soak-seconds 600] [--launches 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deepiso.realtime.demo import load_clip
+from deepiso.realtime.virtual_device import BUS_MAP, PULSE_RATE, PrivatePulseServer
+
+RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
+RATE = PULSE_RATE
+#: The devices both servers get: the 4-channel bus of the tests, plus the call app's microphone on
+#: the engine's output (aux2) and the fallback sink (the default: "the speakers").
+MODULES = [
+    ("module-null-sink", "sink_name=fallback", "sink_properties=device.description=fallback", "rate=48000"),
+    ("module-null-sink", "sink_name=bus", "channels=4", f"channel_map={BUS_MAP}", "rate=48000",
+     "sink_properties=device.description=bus"),
+    ("module-remap-sink", "sink_name=iso_play", "master=bus", "channels=2", "master_channel_map=aux0,aux1",
+     "channel_map=front-left,front-right", "remix=no", "sink_properties=device.description=iso_play"),
+    ("module-remap-sink", "sink_name=iso_out", "master=bus", "channels=2", "master_channel_map=aux2,aux3",
+     "channel_map=front-left,front-right", "remix=no", "sink_properties=device.description=iso_out"),
+    ("module-remap-source", "source_name=iso_in", "master=bus.monitor", "channels=2",
+     "master_channel_map=aux0,aux1", "channel_map=front-left,front-right", "remix=no",
+     "source_properties=device.description=iso_in"),
+]
+CALL_MIC = ("module-remap-source", "source_name=call_mic", "master=bus.monitor", "channels=1",
+            "master_channel_map=aux2", "channel_map=mono", "remix=no",
+            "source_properties=device.description=deepiso-call")
+
+PAGE = """<!doctype html><script>
+(async () => {
+  const devs = await navigator.mediaDevices.enumerateDevices();
+  const mic = devs.find(d => d.kind === 'audioinput' && d.label.includes('deepiso-call'));
+  if (!mic) { console.log('DEEPISO no-device ' + JSON.stringify(devs.map(d => d.label))); return; }
+  const stream = await navigator.mediaDevices.getUserMedia({audio: {deviceId: {exact: mic.deviceId},
+      echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
+  const ctx = new AudioContext({sampleRate: 48000});
+  const src = ctx.createMediaStreamSource(stream);
+  const an = ctx.createAnalyser(); an.fftSize = 4096; src.connect(an);
+  const buf = new Float32Array(an.fftSize);
+  console.log('DEEPISO capturing ' + stream.getAudioTracks()[0].label);
+  setInterval(() => { an.getFloatTimeDomainData(buf); let s = 0; for (const v of buf) s += v * v;
+    console.log('DEEPISO rms ' + Math.sqrt(s / buf.length).toFixed(5)); }, 1000);
+})();
+</script>"""
+
+
+# ----------------------------------------------------------------------------
+# Servers
+
+
+class PulseAudio:
+    name = "pulseaudio"
+
+    def __init__(self, root: Path) -> None:
+        self.server = PrivatePulseServer(root)
+        self.env = dict(os.environ, **self.server.env)
+        self.root = root
+
+    def start(self) -> None:
+        self.server.start()
+        self.pactl("load-module", *CALL_MIC)
+
+    def pid(self) -> int | None:
+        return self.server.pid()
+
+    def pactl(self, *args: str) -> str:
+        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, check=True,
+                              timeout=10).stdout
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class PipeWire(PulseAudio):
+    """PipeWire, WirePlumber and pipewire-pulse in a private runtime folder, with a private session bus."""
+
+    name = "pipewire"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        run = root / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        os.chmod(run, 0o700)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+        self.env.update(XDG_RUNTIME_DIR=str(run), DBUS_SESSION_BUS_ADDRESS=f"unix:path={run}/bus",
+                        PULSE_SERVER=f"unix:{run}/pulse/native")
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        log = open(self.root / "pipewire.log", "w")  # noqa: SIM115 - lives as long as the server
+        run = self.env["XDG_RUNTIME_DIR"]
+        for cmd, wait in ((["dbus-daemon", "--session", f"--address=unix:path={run}/bus", "--nofork",
+                            "--nopidfile"], 0.3), (["pipewire"], 1.0), (["wireplumber"], 1.0),
+                          (["pipewire-pulse"], 1.0)):
+            self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log))
+            time.sleep(wait)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"pipewire-pulse did not start; see {self.root / 'pipewire.log'}")
+        for module in (*MODULES, CALL_MIC):
+            self.pactl("load-module", *module)
+        self.pactl("set-default-sink", "fallback")
+        time.sleep(0.5)
+
+    def pid(self) -> int | None:
+        return self.procs[1].pid if len(self.procs) > 1 else None  # the graph itself: pipewire
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# ----------------------------------------------------------------------------
+# Helpers
+
+
+def _live(server, *args: str, stats: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "deepiso.realtime.cli", "live", "--input", "iso_in", "--quiet",
+           "--stats-json", str(stats), *args]
+    return subprocess.Popen(cmd, env=server.env, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_started(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[bool, list[str]]:
+    lines: list[str] = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            return False, lines
+        lines.append(line.rstrip())
+        if "Ctrl-C stops" in line:
+            return True, lines
+    return False, lines
+
+
+def _drain(proc: subprocess.Popen, into: list[str]) -> threading.Thread:
+    def run() -> None:
+        for line in proc.stderr:
+            into.append(line.rstrip())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def _loop_player(server, seconds: float, level: float = 1.0) -> subprocess.Popen:
+    """The demo clip (voice over music) looped on ``iso_play`` for ``seconds``."""
+    mixture, _ = load_clip(RATE)
+    data = np.repeat((level * mixture)[:, None], 2, axis=1).astype(np.float32).tobytes()
+    proc = subprocess.Popen(["pacat", "-d", "iso_play", "--raw", "--format=float32le", f"--rate={RATE}",
+                             "--channels=2", "--latency-msec=100"], stdin=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=server.env)
+    reps = int(seconds / (mixture.size / RATE)) + 1
+
+    def feed() -> None:
+        try:
+            for _ in range(reps):
+                proc.stdin.write(data)
+            proc.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    return proc
+
+
+def _bus_recorder(server, path: Path) -> subprocess.Popen:
+    """aux0 (the engine's input) and aux2 (its output) of the bus, one clock, float32 stereo."""
+    return subprocess.Popen(["parec", "-d", "bus.monitor", "--raw", "--format=float32le", f"--rate={RATE}",
+                             "--channels=2", "--channel-map=aux0,aux2", "--latency-msec=10"],
+                            stdout=open(path, "wb"), stderr=subprocess.DEVNULL, env=server.env)  # noqa: SIM115
+
+
+def delays(path: Path, window_s: float = 1.0, max_lag_s: float = 0.5, floor: float = 1e-3) -> list[float | None]:
+    """The delay (ms) of the output behind the input, window by window (None: no signal in the window)."""
+    x = np.fromfile(path, np.float32)
+    x = x[: x.size // 2 * 2].reshape(-1, 2)
+    w, m = int(window_s * RATE), int(max_lag_s * RATE)
+    out: list[float | None] = []
+    for a in range(m, x.shape[0] - w, w):
+        ref, seg = x[a - m : a + w, 0], x[a : a + w, 1]
+        if np.sqrt(np.mean(seg ** 2)) < floor or np.sqrt(np.mean(ref ** 2)) < floor:
+            out.append(None)
+            continue
+        n = 1 << int(np.ceil(np.log2(ref.size + seg.size)))
+        corr = np.fft.irfft(np.fft.rfft(ref, n) * np.conj(np.fft.rfft(seg, n)), n)[: m + 1]
+        lag = m - int(np.argmax(corr))  # corr[k] = sum ref[i + k] seg[i] peaks where k = m - delay
+        out.append(round(1000 * lag / RATE, 2))
+    return out
+
+
+def _stats(values: list[float | None]) -> dict:
+    v = np.array([d for d in values if d is not None], float)
+    if not v.size:
+        return {"windows": 0}
+    return {"windows": int(v.size), "median_ms": round(float(np.median(v)), 2),
+            "p99_ms": round(float(np.percentile(v, 99)), 2), "max_ms": round(float(v.max()), 2),
+            "min_ms": round(float(v.min()), 2)}
+
+
+# ----------------------------------------------------------------------------
+# 1. launches
+
+
+def launches(server, count: int, tmp: Path) -> dict:
+    rows = []
+    for i in range(count):
+        sig = signal.SIGINT if i % 2 == 0 else signal.SIGTERM
+        stats = tmp / f"launch-{i}.json"
+        player = _loop_player(server, 6)
+        proc = _live(server, "--output", "iso_out", stats=stats)
+        started, lines = _wait_started(proc)
+        row: dict = {"signal": sig.name, "started": started}
+        if started:
+            time.sleep(2.0)
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            row["stop_s"] = round(time.monotonic() - t0, 3)
+        else:
+            proc.kill()
+            proc.wait()
+        lines += [ln.rstrip() for ln in proc.stderr]
+        player.terminate()
+        row["exit"] = proc.returncode
+        if stats.exists():
+            s = json.loads(stats.read_text())
+            row.update(blocks=s["blocks"], xruns=s["xruns"], resyncs=s["resyncs"], error=s["error"],
+                       stopped_by=s.get("stopped_by"))
+        row["ok"] = bool(started and row["exit"] == 0 and row.get("blocks", 0) > 100 and not row.get("error")
+                         and row.get("stop_s", 9) < 1.0)
+        if not row["ok"]:
+            row["stderr"] = lines[-8:]
+        rows.append(row)
+        print(f"  launch {i + 1}/{count}: {row}", flush=True)
+    stops = [r["stop_s"] for r in rows if "stop_s" in r]
+    return {"launches": count, "ok": sum(r["ok"] for r in rows), "max_stop_s": max(stops) if stops else None,
+            "xruns": sum(r.get("xruns", 0) for r in rows), "rows": rows}
+
+
+# ----------------------------------------------------------------------------
+# 2 + 3. soak, with a browser on the call mic, optionally with a busy core
+
+
+def _browser(server, tmp: Path) -> subprocess.Popen | None:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        return None
+    page = tmp / "call.html"
+    page.write_text(PAGE)
+    return subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--use-fake-ui-for-media-stream",
+                             "--autoplay-policy=no-user-gesture-required", "--enable-logging=stderr", "--v=0",
+                             f"--user-data-dir={tmp / 'chromium'}", page.as_uri()],
+                            env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = True) -> dict:
+    stats = tmp / f"soak-{int(busy)}.json"
+    rec_path = tmp / f"soak-{int(busy)}.raw"
+    rec = _bus_recorder(server, rec_path)
+    player = _loop_player(server, seconds + 10)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    proc = _live(server, "--output", "iso_out", "--mix", "mixture", "--duration", str(seconds), stats=stats)
+    started, lines = _wait_started(proc)
+    drain = _drain(proc, lines)
+    chrome = _browser(server, tmp) if browser else None
+    chrome_lines: list[str] = []
+    if chrome is not None:
+        _drain(chrome, chrome_lines)
+    cpu0 = _proc_cpu(proc.pid)
+    t0 = time.monotonic()
+    proc.wait(seconds + 60)
+    wall = time.monotonic() - t0
+    cpu = (_proc_cpu(proc.pid) if proc.poll() is None else None) or cpu0
+    drain.join(2)
+    for p in (chrome, hog, player, rec):
+        if p is not None:
+            p.terminate()
+            p.wait(10)
+    s = json.loads(stats.read_text()) if stats.exists() else {}
+    d = delays(rec_path)
+    rec_path.unlink(missing_ok=True)
+    rms = [float(ln.split("DEEPISO rms ")[1].split('"')[0]) for ln in chrome_lines if "DEEPISO rms " in ln]
+    out = {
+        "seconds": seconds, "busy_core": busy, "started": started, "exit": proc.returncode,
+        "blocks": s.get("blocks"), "xruns": s.get("xruns"), "resyncs": s.get("resyncs"),
+        "underflows": s.get("underflows"), "dropped_input_frames": s.get("dropped_input_frames"),
+        "dropped_output_frames": s.get("dropped_output_frames"), "error": s.get("error"),
+        "audio_thread_cpu": s.get("audio_thread_cpu"), "compute_cpu": s.get("compute_cpu"),
+        "algorithmic_ms": s.get("algorithmic_latency_ms"), "clipped_samples": s.get("clipped_samples"),
+        "delay": _stats(d), "delay_per_minute_median_ms": _per_minute(d), "events": s.get("events", [])[:20],
+        "process_cpu_s": cpu, "wall_s": round(wall, 1),
+    }
+    if chrome is not None:
+        out["browser"] = {"capturing": any("DEEPISO capturing" in ln for ln in chrome_lines),
+                          "seconds_reported": len(rms), "seconds_with_signal": sum(r > 1e-3 for r in rms),
+                          "problems": [ln for ln in chrome_lines if "DEEPISO no-device" in ln][:2]}
+    if out["audio_thread_cpu"] and out["compute_cpu"]:
+        out["thread_to_compute"] = round(out["audio_thread_cpu"] / out["compute_cpu"], 2)
+    return out
+
+
+def _per_minute(d: list[float | None]) -> list[float | None]:
+    out = []
+    for a in range(0, len(d), 60):
+        v = [x for x in d[a : a + 60] if x is not None]
+        out.append(round(float(np.median(v)), 1) if v else None)
+    return out
+
+
+def _proc_cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------
+# 4. faults
+
+
+def _run_until_exit(proc: subprocess.Popen, after: float, timeout: float = 5.0) -> float | None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+    return round(time.monotonic() - after, 3)
+
+
+def faults(server, tmp: Path) -> dict:
+    out = {}
+    # a) the output device unloaded
+    module = server.pactl("load-module", "module-null-sink", "sink_name=vanishing", "rate=48000").strip()
+    player = _loop_player(server, 10)
+    proc = _live(server, "--output", "vanishing", stats=tmp / "f1.json")
+    started, lines = _wait_started(proc)
+    time.sleep(1.0)
+    server.pactl("unload-module", module)
+    took = _run_until_exit(proc, time.monotonic())
+    err = [ln.rstrip() for ln in proc.stderr]
+    out["output_unloaded"] = {"started": started, "exit": proc.returncode, "exit_after_s": took,
+                              "message": next((ln for ln in err if "deepiso live:" in ln and "gone" in ln
+                                               or "does not exist" in ln), err[-2:])}
+    # b) the virtual microphone removed: nothing may reach the default sink (the speakers)
+    env = server.env
+    subprocess.run([sys.executable, "-m", "deepiso.realtime.cli", "virtual-mic", "up"], env=env, check=True,
+                   capture_output=True)
+    spk = tmp / "speakers.raw"
+    spk_rec = subprocess.Popen(["parec", "-d", "fallback.monitor", "--raw", "--format=float32le",
+                                f"--rate={RATE}", "--channels=1", "--latency-msec=10"], stdout=open(spk, "wb"),  # noqa: SIM115
+                               stderr=subprocess.DEVNULL, env=env)
+    proc = _live(server, "--output", "deepiso", stats=tmp / "f2.json")
+    started, _ = _wait_started(proc)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "deepiso.realtime.cli", "virtual-mic", "down"], env=env, check=True,
+                   capture_output=True)
+    took = _run_until_exit(proc, t0)
+    time.sleep(0.5)
+    spk_rec.terminate()
+    spk_rec.wait(5)
+    leaked = np.fromfile(spk, np.float32)
+    err = [ln.rstrip() for ln in proc.stderr]
+    out["virtual_mic_removed"] = {"started": started, "exit": proc.returncode, "exit_after_s": took,
+                                  "speaker_samples_recorded": int(leaked.size),
+                                  "speaker_peak": float(np.abs(leaked).max()) if leaked.size else 0.0,
+                                  "message": [ln for ln in err if "deepiso live:" in ln][-2:]}
+    player.terminate()
+    # c) the server stopped for 2 s, then the delay after it
+    rec_path = tmp / "stall.raw"
+    rec = _bus_recorder(server, rec_path)
+    player = _loop_player(server, 20)
+    proc = _live(server, "--output", "iso_out", "--mix", "mixture", "--duration", "12", stats=tmp / "f3.json")
+    started, lines = _wait_started(proc)
+    drain = _drain(proc, lines)
+    time.sleep(4.0)
+    pid = server.pid()
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(2.0)
+    os.kill(pid, signal.SIGCONT)
+    proc.wait(30)
+    drain.join(2)
+    rec.terminate()
+    rec.wait(5)
+    player.terminate()
+    d = delays(rec_path)
+    s = json.loads((tmp / "f3.json").read_text()) if (tmp / "f3.json").exists() else {}
+    out["server_stopped_2s"] = {"started": started, "exit": proc.returncode, "error": s.get("error"),
+                                "resyncs": s.get("resyncs"), "delay_before_ms": _stats(d[:3]),
+                                "delay_after_ms": _stats(d[-4:]), "delay_per_second_ms": d,
+                                "events": s.get("events")}
+    # d) non-finite and absurd input: counted, never on the output, which stays within full scale
+    rec_path = tmp / "bad.raw"
+    rec = _bus_recorder(server, rec_path)
+    proc = _live(server, "--output", "iso_out", "--gain", "12", "--duration", "5", stats=tmp / "f4.json")
+    started, lines = _wait_started(proc)
+    rng = np.random.default_rng(0)
+    bad = (0.5 * rng.standard_normal((RATE * 2, 2))).astype(np.float32)
+    bad[::997] = np.nan
+    bad[::1499] = np.inf
+    bad[::2003] = 1e30
+    subprocess.run(["pacat", "-d", "iso_play", "--raw", "--format=float32le", f"--rate={RATE}", "--channels=2"],
+                   input=bad.tobytes(), env=server.env, timeout=20)
+    proc.wait(30)
+    rec.terminate()
+    rec.wait(5)
+    y = np.fromfile(rec_path, np.float32).reshape(-1, 2)[:, 1]
+    s = json.loads((tmp / "f4.json").read_text()) if (tmp / "f4.json").exists() else {}
+    out["non_finite_input"] = {"started": started, "exit": proc.returncode, "input_faults": s.get("input_faults"),
+                               "clipped_samples": s.get("clipped_samples"),
+                               "output_finite": bool(np.isfinite(y).all()),
+                               "output_peak": float(np.nanmax(np.abs(y))) if y.size else None}
+    return out
+
+
+# ----------------------------------------------------------------------------
+
+
+def run_server(kind: str, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"deepiso-live-{kind}-", ignore_cleanup_errors=True) as tmp_s:
+        tmp = Path(tmp_s)
+        server = (PulseAudio if kind == "pulseaudio" else PipeWire)(tmp / "server")
+        server.start()
+        try:
+            info = server.pactl("info")
+            result: dict = {"server": next((ln.split(": ", 1)[1] for ln in info.splitlines()
+                                            if ln.startswith("Server Name")), kind)}
+            print(f"{kind}: {result['server']}", flush=True)
+            if args.launches:
+                result["launches"] = launches(server, args.launches, tmp)
+                print(f"  launches: {result['launches']['ok']}/{args.launches}", flush=True)
+            if args.soak_seconds:
+                result["soak"] = soak(server, args.soak_seconds, tmp)
+                print(f"  soak: {json.dumps({k: v for k, v in result['soak'].items() if k != 'events'})}",
+                      flush=True)
+            if args.busy_seconds:
+                result["busy_core"] = soak(server, args.busy_seconds, tmp, busy=True, browser=False)
+                print(f"  busy core: {json.dumps(result['busy_core'])}", flush=True)
+            if not args.skip_faults:
+                result["faults"] = faults(server, tmp)
+                print(f"  faults: {json.dumps(result['faults'])}", flush=True)
+        finally:
+            server.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--servers", default="pulseaudio,pipewire")
+    p.add_argument("--launches", type=int, default=20)
+    p.add_argument("--soak-seconds", type=float, default=600.0)
+    p.add_argument("--busy-seconds", type=float, default=60.0)
+    p.add_argument("--skip-faults", action="store_true")
+    p.add_argument("--output", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for s in servers:
+        if s not in ("pulseaudio", "pipewire"):
+            p.error(f"unknown server {s!r} (pulseaudio, pipewire)")
+    if args.launches < 0 or args.soak_seconds < 0 or args.busy_seconds < 0:
+        p.error("counts and durations must be >= 0")
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "processor": platform.processor()},
+               "command": "python -m benchmarks.live " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "date": time.strftime("%Y-%m-%d"), "servers": {}}
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    for s in servers:
+        results["servers"][s] = run_server(s, args)
+    for s, r in previous.get("servers", {}).items():
+        results["servers"].setdefault(s, r)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
