@@ -21,9 +21,9 @@ The delay holds by construction:
   holds ``tlength`` (``prebuf = tlength``), so its share of the delay returns
   to its nominal value by itself;
 * input that piles up (the thread was late, the server stalled) is dropped down
-  to one block once it exceeds ``backlog``, and a block that would overfill the
-  playback buffer (late input that arrives in a burst) is dropped too: a
-  *resync*, counted and reported, never a growing delay.
+  to one block once it exceeds ``backlog``, and an output buffer that stays
+  overfull (late input that arrived in a burst) is flushed back to its length:
+  a *resync*, counted and reported, never a growing delay.
 
 Named devices are opened with ``PA_STREAM_DONT_MOVE``: when the virtual
 microphone (or any named device) disappears, the server ends the stream rather
@@ -107,6 +107,7 @@ def _libpulse() -> ctypes.CDLL:
         "pa_stream_get_buffer_attr": (ctypes.POINTER(_BufferAttr), [p]),
         "pa_stream_get_device_name": (ctypes.c_char_p, [p]),
         "pa_stream_set_underflow_callback": (None, [p, _NOTIFY, p]),
+        "pa_stream_flush": (p, [p, p, p]), "pa_operation_unref": (None, [p]),
         "pa_stream_set_overflow_callback": (None, [p, _NOTIFY, p]),
     }
     for fn, (res, args) in sigs.items():
@@ -132,6 +133,10 @@ LOW_OUTPUT_S = 0.012
 HIGH_OUTPUT_S = 0.060
 #: Input allowed to pile up before it is dropped down to one block (a resync), beyond one block.
 BACKLOG_S = 0.020
+#: The output buffer may hold this much beyond its length (a server's quantum, a burst of late
+#: input) for OVERFULL_S before it is flushed back to its length.
+OVERFULL_EXTRA_S = 0.050
+OVERFULL_S = 0.2
 #: No input for this long: the server is announced as not answering (the stream keeps waiting).
 QUIET_S = 0.5
 #: No input for this long, or a lost connection not back within it: the stream ends with an error.
@@ -276,6 +281,11 @@ class _Connection:
         if self.lib.pa_stream_get_latency(stream, ctypes.byref(usec), ctypes.byref(neg)) < 0:
             return math.nan
         return (-1 if neg.value else 1) * usec.value / 1e6
+
+    def flush(self, stream) -> None:
+        op = self.lib.pa_stream_flush(stream, None, None)
+        if op:
+            self.lib.pa_operation_unref(op)
 
     def close(self) -> None:
         lib = self.lib
@@ -475,6 +485,8 @@ class PulseDuplex:
         backlog = self.backlog_frames * ch
         last_input = time.monotonic()
         announced = flowing = False
+        since: float | None = None  # when the output first held more than ``overfull``
+        overfull = self.output_s + OVERFULL_EXTRA_S
         dropping = False  # within one resync: consecutive drops are one episode
         next_latency = 0.0
         while not self._halt.is_set():
@@ -534,17 +546,24 @@ class PulseDuplex:
                 c.compute_s += time.perf_counter() - t0
                 self._shift(need)
                 self.blocks += 1
-                # The server asks for data while its buffer is below ``tlength``: writing then keeps the
-                # output at most one block above it; a buffer already full means the delay would grow.
-                if lib.pa_stream_writable_size(play) > 0:
-                    if lib.pa_stream_write(play, out_ptr, block_bytes, None, 0, PA_SEEK_RELATIVE) < 0:
-                        raise PulseError(f"writing output failed: {conn._ctx_error()}")
-                    dropping = False
-                else:  # the output buffer is full: input came late in a burst, and the delay would grow
-                    c.dropped_output_frames += block
-                    if not dropping:
+                if lib.pa_stream_write(play, out_ptr, block_bytes, None, 0, PA_SEEK_RELATIVE) < 0:
+                    raise PulseError(f"writing output failed: {conn._ctx_error()}")
+                dropping = False
+            if got:
+                # Late input that came in a burst (the thread or the server stalled) fills the output
+                # beyond its length: once it has stayed too long for OVERFULL_S, the output is flushed
+                # and refills to its length (``prebuf``), the nominal delay.
+                queued = conn.latency_s(play)
+                if queued > overfull:
+                    if since is None:
+                        since = now
+                    elif now - since >= OVERFULL_S:
+                        conn.flush(play)
+                        c.dropped_output_frames += round(queued * self.rate)
                         c.resyncs += 1
-                        dropping = True
+                        since = None
+                else:
+                    since = None
             if now >= next_latency:
                 next_latency = now + 0.25
                 self.latency = (conn.latency_s(rec), conn.latency_s(play))

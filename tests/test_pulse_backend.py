@@ -98,7 +98,7 @@ def test_the_delay_returns_to_nominal_after_a_stall(pulse):
     nominal = _nominal_s(stream) * PULSE_RATE
     c = stream.counters
     assert 1 <= c.resyncs <= 3 and c.dropped_input_frames + c.dropped_output_frames > 0.2 * PULSE_RATE, c
-    assert len(lags) >= 3 and max(lags[-3:]) <= nominal + SERVER_SLACK_S * PULSE_RATE, (lags, nominal)
+    assert len(lags) >= 2 and max(lags[-2:]) <= nominal + SERVER_SLACK_S * PULSE_RATE, (lags, nominal)
 
 
 def test_a_vanishing_virtual_mic_stops_the_stream_and_never_falls_back(pulse):
