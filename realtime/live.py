@@ -216,6 +216,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     previous_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    # "Ctrl-C stops" even where SIGINT came in ignored (a job started in the background by a script).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if _main_thread() else None
     library = LibraryOutput(forward=args.verbose).start() if stream.backend in ("sounddevice", "pyaudio") else None
     status_shown = False
     try:
@@ -254,6 +256,8 @@ def cmd_live(args: argparse.Namespace) -> int:
             library.stop()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
         gc.unfreeze()
     if status_shown:
         print(file=sys.stderr)
