@@ -6,6 +6,7 @@ PulseAudio and on PipeWire (its ``pipewire-pulse`` server):
 
 1. ``--launches`` consecutive launches, each stopped by Ctrl-C (SIGINT) or
    SIGTERM in turn: did the stream start, how long did stopping take;
+0. a pass-through run (``--model none``): the server's own share of the delay;
 2. a soak (``--soak-seconds``) with a voice+music loop going in and headless
    Chromium recording the engine's output as a microphone ("deepiso-call",
    chosen by id, processing off): xruns, resyncs, the delay through the server
@@ -304,13 +305,14 @@ def _browser(server, tmp: Path) -> subprocess.Popen | None:
                             env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = True) -> dict:
-    stats = tmp / f"soak-{int(busy)}.json"
-    rec_path = tmp / f"soak-{int(busy)}.raw"
+def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = True, model: str = "default") -> dict:
+    stats = tmp / f"soak-{int(busy)}-{model}.json"
+    rec_path = tmp / f"soak-{int(busy)}-{model}.raw"
     rec = _bus_recorder(server, rec_path)
     player = _loop_player(server, seconds + 10)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    proc = _live(server, "--output", "iso_out", "--mix", "mixture", "--duration", str(seconds), stats=stats)
+    mode = ("--mix", "mixture") if model != "none" else ("--samplerate", str(RATE))
+    proc = _live(server, "--output", "iso_out", "--model", model, *mode, "--duration", str(seconds), stats=stats)
     started, lines = _wait_started(proc)
     drain = _drain(proc, lines)
     chrome = _browser(server, tmp) if browser else None
@@ -479,6 +481,9 @@ def run_server(kind: str, args: argparse.Namespace) -> dict:
             result: dict = {"server": next((ln.split(": ", 1)[1] for ln in info.splitlines()
                                             if ln.startswith("Server Name")), kind)}
             print(f"{kind}: {result['server']}", flush=True)
+            if args.floor_seconds:
+                result["pass_through"] = soak(server, args.floor_seconds, tmp, browser=False, model="none")
+                print(f"  pass-through: {json.dumps(result['pass_through'])}", flush=True)
             if args.launches:
                 result["launches"] = launches(server, args.launches, tmp)
                 print(f"  launches: {result['launches']['ok']}/{args.launches}", flush=True)
@@ -503,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--launches", type=int, default=20)
     p.add_argument("--soak-seconds", type=float, default=600.0)
     p.add_argument("--busy-seconds", type=float, default=60.0)
+    p.add_argument("--floor-seconds", type=float, default=20.0,
+                   help="a pass-through run (--model none, 48 kHz): the server's own share of the delay")
     p.add_argument("--skip-faults", action="store_true")
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -510,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in servers:
         if s not in ("pulseaudio", "pipewire"):
             p.error(f"unknown server {s!r} (pulseaudio, pipewire)")
-    if args.launches < 0 or args.soak_seconds < 0 or args.busy_seconds < 0:
+    if min(args.launches, args.soak_seconds, args.busy_seconds, args.floor_seconds) < 0:
         p.error("counts and durations must be >= 0")
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "processor": platform.processor()},

@@ -76,6 +76,8 @@ class _BufferAttr(ctypes.Structure):
 
 
 _NOTIFY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)  # pa_stream_notify_cb_t
+# pa_sink_info_cb_t / pa_source_info_cb_t: (context, info, eol, userdata)
+_INFO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
 _lib: ctypes.CDLL | None = None
 
 
@@ -108,6 +110,8 @@ def _libpulse() -> ctypes.CDLL:
         "pa_stream_get_device_name": (ctypes.c_char_p, [p]),
         "pa_stream_set_underflow_callback": (None, [p, _NOTIFY, p]),
         "pa_stream_flush": (p, [p, p, p]), "pa_operation_unref": (None, [p]),
+        "pa_context_get_sink_info_by_name": (p, [p, ctypes.c_char_p, _INFO, p]),
+        "pa_context_get_source_info_by_name": (p, [p, ctypes.c_char_p, _INFO, p]),
         "pa_stream_set_overflow_callback": (None, [p, _NOTIFY, p]),
     }
     for fn, (res, args) in sigs.items():
@@ -203,6 +207,11 @@ class _Connection:
         if not self.ctx or lib.pa_context_connect(self.ctx, None, PA_CONTEXT_NOAUTOSPAWN, None) < 0:
             raise PulseError(f"cannot connect to the audio server: {self._ctx_error()}")
         self._wait(lambda: lib.pa_context_get_state(self.ctx) == PA_CONTEXT_READY, "connect to the audio server")
+        # Asked first, because a server need not refuse a stream on a missing device at once (PipeWire
+        # leaves it waiting for one to appear), and a missing named device is final, not a retry.
+        for kind, device in (("source", source), ("sink", sink)):
+            if device and not self._exists(kind, device):
+                raise DeviceGone(f"{'input' if kind == 'source' else 'output'} device {device!r} does not exist")
         spec = _SampleSpec(PA_SAMPLE_FLOAT32LE, rate, channels)
         block_bytes = block * self.frame_bytes
         out_bytes = round(output_s * rate) * self.frame_bytes
@@ -233,6 +242,28 @@ class _Connection:
         attr = lib.pa_stream_get_buffer_attr(self.play).contents
         self.output_bytes = int(attr.tlength)
 
+
+    def _exists(self, kind: str, name: str) -> bool:
+        """Whether the server has a sink or source of that name (introspection, answered in this thread)."""
+        found: list[bool] = []
+
+        def answer(ctx, info, eol, userdata) -> None:
+            if eol == 0 and info:
+                found.append(True)
+            elif not found:
+                found.append(False)  # eol < 0: no such entity; eol > 0 with nothing before it
+
+        callback = _INFO(answer)
+        query = self.lib.pa_context_get_sink_info_by_name if kind == "sink" else \
+            self.lib.pa_context_get_source_info_by_name
+        op = query(self.ctx, name.encode(), callback, None)
+        if not op:
+            raise PulseError(f"cannot ask the server for {kind} {name!r}: {self._ctx_error()}")
+        try:
+            self._wait(lambda: bool(found), f"look up {kind} {name!r}")
+        finally:
+            self.lib.pa_operation_unref(op)
+        return found[0]
 
     def _ctx_error(self) -> str:
         return _strerror(self.lib.pa_context_errno(self.ctx)) if self.ctx else "no context"
