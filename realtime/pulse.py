@@ -23,7 +23,12 @@ The delay holds by construction:
 * input that piles up (the thread was late, the server stalled) is dropped down
   to one block once it exceeds ``backlog``, and an output buffer that stays
   overfull (late input that arrived in a burst) is flushed back to its length:
-  a *resync*, counted and reported, never a growing delay.
+  a *resync*, counted and reported, never a growing delay;
+* smaller creeps (an underflow refilled, a server that changed its quantum) are
+  trimmed: the server's share of the delay is watched in quarter-second
+  windows, and when a window's floor is more than 0.6 of a block above the one
+  the stream settled at, whole output blocks are left out to bring it back
+  (``trims``).
 
 Named devices are opened with ``PA_STREAM_DONT_MOVE``: when the virtual
 microphone (or any named device) disappears, the server ends the stream rather
@@ -141,6 +146,11 @@ BACKLOG_S = 0.020
 #: input) for OVERFULL_S before it is flushed back to its length.
 OVERFULL_EXTRA_S = 0.050
 OVERFULL_S = 0.2
+#: The delay is watched in windows this long; a window whose least delay is more than 0.6 of a block
+#: plus TRIM_SLACK_S above the settled one leaves out as many whole output blocks as bring it back
+#: to within 0.6 of a block.
+WINDOW_S = 0.25
+TRIM_SLACK_S = 0.001
 #: No input for this long: the server is announced as not answering (the stream keeps waiting).
 QUIET_S = 0.5
 #: No input for this long, or a lost connection not back within it: the stream ends with an error.
@@ -175,7 +185,8 @@ class PulseCounters:
     overflows: int = 0  # the playback buffer overflowed (should never happen: writes are bounded)
     dropped_input_frames: int = 0  # input dropped to hold the delay
     dropped_output_frames: int = 0  # output dropped to hold the delay (input that came late, in a burst)
-    resyncs: int = 0  # episodes of either (a run of drops with no block written between them)
+    resyncs: int = 0  # episodes of any of these (a run of drops with no block written between them, a trim)
+    trims: int = 0  # times output blocks were left out to bring a delay that crept up back to its baseline
     holes: int = 0  # input fragments the server marked as lost (played as silence)
     reconnects: int = 0
     wakeups: int = 0  # times the audio thread woke from poll()
@@ -517,6 +528,11 @@ class PulseDuplex:
         last_input = time.monotonic()
         announced = flowing = False
         since: float | None = None  # when the output first held more than ``overfull``
+        window_min, window_end, windows = math.inf, time.monotonic() + WINDOW_S, 0
+        baseline: float | None = None  # the server's share of the delay once settled, seconds
+        block_s = block / self.rate
+        trim_above = 0.6 * block_s + TRIM_SLACK_S
+        skip = 0  # output blocks still to leave out
         overfull = self.output_s + OVERFULL_EXTRA_S
         dropping = False  # within one resync: consecutive drops are one episode
         next_latency = 0.0
@@ -577,10 +593,33 @@ class PulseDuplex:
                 c.compute_s += time.perf_counter() - t0
                 self._shift(need)
                 self.blocks += 1
+                if skip:  # the delay crept above its baseline: these blocks make up for it
+                    skip -= 1
+                    c.dropped_output_frames += block
+                    continue
                 if lib.pa_stream_write(play, out_ptr, block_bytes, None, 0, PA_SEEK_RELATIVE) < 0:
                     raise PulseError(f"writing output failed: {conn._ctx_error()}")
                 dropping = False
             if got:
+                # The server's own share of the delay (input queued + output queued + the devices'
+                # latency) is watched window by window: its least value in a window is the floor under
+                # the jitter of fragments and writes. When a window's floor sits well above
+                # the floor the stream settled at (an underflow refilled, a server changed its quantum),
+                # whole output blocks are left out: the delay comes back within 0.6 of a block.
+                total = conn.latency_s(rec) + conn.latency_s(play)
+                if total < window_min:
+                    window_min = total
+                if now >= window_end:
+                    if baseline is None:
+                        windows += 1
+                        if windows >= 2:  # the first window is the start-up
+                            baseline = window_min
+                    elif window_min > baseline + trim_above:
+                        # whole blocks, rounded so that at most 0.6 of one stays above the baseline
+                        skip = int((window_min - baseline) / block_s + 0.4)
+                        c.trims += 1
+                        c.resyncs += 1
+                    window_min, window_end = math.inf, now + WINDOW_S
                 # Late input that came in a burst (the thread or the server stalled) fills the output
                 # beyond its length: once it has stayed too long for OVERFULL_S, the output is flushed
                 # and refills to its length (``prebuf``), the nominal delay.

@@ -97,8 +97,22 @@ def test_the_delay_returns_to_nominal_after_a_stall(pulse):
     lags = chirp_lags(recording)
     nominal = _nominal_s(stream) * PULSE_RATE
     c = stream.counters
-    assert 1 <= c.resyncs <= 3 and c.dropped_input_frames + c.dropped_output_frames > 0.2 * PULSE_RATE, c
+    assert 1 <= c.resyncs <= 6 and c.dropped_input_frames + c.dropped_output_frames > 0.2 * PULSE_RATE, c
     assert len(lags) >= 2 and max(lags[-2:]) <= nominal + SERVER_SLACK_S * PULSE_RATE, (lags, nominal)
+
+
+def test_a_delay_that_creeps_up_is_trimmed_back(pulse):
+    # 40 ms late once: too little to drop input or flush, enough to underflow the 12 ms output, which
+    # refills and leaves the delay 2-3 blocks longer. Whole blocks are then left out to bring it back.
+    staller = Staller({200}, 0.04)
+    stream = _stream([staller], PULSE_RATE)
+    staller.n = 0
+    x = chirp_signal(5.0, (0.25, 0.71, 1.38, 1.9, 2.6, 3.3, 4.1, 4.6))
+    lags = chirp_lags(pulse.record_through(stream, x, lead=0.3, tail=0.4))
+    c = stream.counters
+    assert len(lags) >= 6 and c.trims >= 1, (lags, c)
+    block = 256
+    assert max(lags[-3:]) <= min(lags[:2]) + 0.6 * block + 0.002 * PULSE_RATE, lags
 
 
 def test_a_vanishing_virtual_mic_stops_the_stream_and_never_falls_back(pulse):
