@@ -292,3 +292,32 @@ def test_output_never_exceeds_full_scale():
     assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
     stats = host.stats()
     assert stats.clipped > 1000 and stats.input_faults >= 3
+
+
+def test_streaming_never_asks_for_a_gpu(monkeypatch):
+    # Even where onnxruntime-gpu offers CUDA, a step (one hop inside the callback) runs on the CPU.
+    from deepiso.realtime import onnx_model
+
+    monkeypatch.setattr(onnx_model, "default_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    model = onnx_model.load_model("tiny-test")
+    assert model.providers == ["CPUExecutionProvider"]
+    assert model._providers_requested == list(onnx_model.STREAMING_PROVIDERS)
+
+
+def test_library_output_is_counted_not_shown(capfd):
+    import ctypes
+
+    from deepiso.realtime.quiet import LibraryOutput
+
+    libc = ctypes.CDLL(None)
+    with LibraryOutput() as lib:
+        libc.write(2, b"ALSA lib pcm.c:8740:(snd_pcm_recover) underrun occurred\nexpression 'ret' failed\n", 79)
+        print("deepiso live: our own message", file=sys.stderr, flush=True)
+        time.sleep(0.2)
+    err = capfd.readouterr().err
+    assert "our own message" in err and "ALSA" not in err
+    assert lib.lines == 2 and lib.last[0].startswith("ALSA lib")
+    with LibraryOutput(forward=True) as shown:
+        libc.write(2, b"shown\n", 6)
+        time.sleep(0.2)
+    assert "shown" in capfd.readouterr().err and shown.lines == 1
