@@ -83,6 +83,16 @@ class _BufferAttr(ctypes.Structure):
 _NOTIFY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)  # pa_stream_notify_cb_t
 # pa_sink_info_cb_t / pa_source_info_cb_t: (context, info, eol, userdata)
 _INFO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+
+
+class _ServerInfoHead(ctypes.Structure):
+    """The first fields of ``pa_server_info`` (only read, never allocated here)."""
+
+    _fields_ = [("user_name", ctypes.c_char_p), ("host_name", ctypes.c_char_p),
+                ("server_version", ctypes.c_char_p), ("server_name", ctypes.c_char_p)]
+
+
+_SERVER_INFO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(_ServerInfoHead), ctypes.c_void_p)
 _lib: ctypes.CDLL | None = None
 
 
@@ -101,7 +111,8 @@ def _libpulse() -> ctypes.CDLL:
         "pa_mainloop_prepare": (i, [p, i]), "pa_mainloop_poll": (i, [p]), "pa_mainloop_dispatch": (i, [p]),
         "pa_mainloop_iterate": (i, [p, i, p]), "pa_mainloop_wakeup": (None, [p]),
         "pa_context_new": (p, [p, ctypes.c_char_p]), "pa_context_connect": (i, [p, ctypes.c_char_p, i, p]),
-        "pa_context_get_state": (i, [p]), "pa_context_errno": (i, [p]), "pa_context_disconnect": (None, [p]),
+        "pa_context_get_state": (i, [p]), "pa_context_get_server_info": (p, [p, _SERVER_INFO, p]),
+        "pa_context_errno": (i, [p]), "pa_context_disconnect": (None, [p]),
         "pa_context_unref": (None, [p]), "pa_strerror": (ctypes.c_char_p, [i]),
         "pa_stream_new": (p, [p, ctypes.c_char_p, ctypes.POINTER(_SampleSpec), p]),
         "pa_stream_connect_record": (i, [p, ctypes.c_char_p, ctypes.POINTER(_BufferAttr), u32]),
@@ -120,7 +131,10 @@ def _libpulse() -> ctypes.CDLL:
         "pa_stream_set_overflow_callback": (None, [p, _NOTIFY, p]),
     }
     for fn, (res, args) in sigs.items():
-        f = getattr(lib, fn)
+        try:
+            f = getattr(lib, fn)
+        except AttributeError:
+            raise PulseError(f"{name} has no {fn}: libpulse is too old (needs 1.0 or later)") from None
         f.restype, f.argtypes = res, args
     _lib = lib
     return lib
@@ -272,10 +286,20 @@ class _Connection:
         self.device_names = (self._device_name(self.rec), self._device_name(self.play))
         attr = lib.pa_stream_get_buffer_attr(self.play).contents
         self.output_bytes = int(attr.tlength)
-        # The output starts one block short of its length, in silence: the first block of audio then
-        # fills it. PulseAudio would wait for ``prebuf`` anyway; PipeWire's pulse server starts playing
-        # at once, and from a buffer of one block it underflows at the first jitter.
+        self.server_name = self._server_name(play_ctx)
+        # PulseAudio starts a playback stream once it holds ``prebuf`` (the output's length) by itself.
+        self.primed = "PipeWire" not in self.server_name  # False: silence goes before the first block
+
+    def prime(self, block_bytes: int) -> None:
+        """Before the first block of audio: silence up to one block short of the output's length.
+
+        PipeWire's pulse server starts playing at once, and from a buffer of one block it underflows at
+        the first jitter (PulseAudio waits for ``prebuf``, and a primed start underflowed there once in
+        every launch). Written with the first block, not at connect: a source that takes its time to
+        start would underflow it.
+        """
         self._write_silence(max(self.output_bytes - block_bytes, 0))
+        self.primed = True
 
     def _write_silence(self, nbytes: int) -> None:
         nbytes -= nbytes % self.frame_bytes
@@ -305,6 +329,24 @@ class _Connection:
         finally:
             self.lib.pa_operation_unref(op)
         return found[0]
+
+    def _server_name(self, ctx) -> str:
+        """The server's name: "pulseaudio", or "PulseAudio (on PipeWire 0.3.65)"."""
+        names: list[str] = []
+
+        def answer(c, info, userdata) -> None:
+            names.append(info.contents.server_name.decode(errors="replace") if info and info.contents.server_name
+                         else "")
+
+        callback = _SERVER_INFO(answer)
+        op = self.lib.pa_context_get_server_info(ctx, callback, None)
+        if not op:
+            return ""
+        try:
+            self._wait(lambda: bool(names), "ask the server its name")
+        finally:
+            self.lib.pa_operation_unref(op)
+        return names[0]
 
     def _ctx_error(self, ctx) -> str:
         return _strerror(self.lib.pa_context_errno(ctx)) if ctx else "no connection"
@@ -625,6 +667,7 @@ class PulseDuplex:
                 if not dropping:
                     c.resyncs += 1
                     dropping = True
+                    self.events.append(f"resync: {1000 * extra / ch / self.rate:.0f} ms of late input dropped")
             while self._staged >= need:
                 t0 = time.perf_counter()
                 process(inp, out)
@@ -636,6 +679,8 @@ class PulseDuplex:
                     skip -= 1
                     c.dropped_output_frames += block
                     continue
+                if not conn.primed:
+                    conn.prime(block_bytes)
                 if lib.pa_stream_write(play, out_ptr, block_bytes, None, 0, PA_SEEK_RELATIVE) < 0:
                     raise PulseError(f"writing output failed: {conn.error_text()}")
                 dropping = False
@@ -658,6 +703,8 @@ class PulseDuplex:
                         skip = int((window_min - baseline) / block_s + 0.4)
                         c.trims += 1
                         c.resyncs += 1
+                        self.events.append(f"resync: delay {1000 * (window_min - baseline):+.1f} ms over its "
+                                           f"start, {skip} block(s) left out")
                     window_min, window_end = math.inf, now + WINDOW_S
                 # Late input that came in a burst (the thread or the server stalled) fills the output
                 # beyond its length: once it has stayed too long for OVERFULL_S, the output is flushed
@@ -670,6 +717,7 @@ class PulseDuplex:
                         conn.flush(play)
                         c.dropped_output_frames += round(queued * self.rate)
                         c.resyncs += 1
+                        self.events.append(f"resync: {1000 * queued:.0f} ms of queued output flushed")
                         since = None
                 else:
                     since = None
