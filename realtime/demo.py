@@ -187,7 +187,7 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
     from .audio_io import resample, write_audio
     from .backends import open_stream
     from .host import FULL_SCALE, Host
-    from .live import build_chain
+    from .live import build_chain, realtime_process
     from .virtual_device import PULSE_RATE, private_pulse
 
     chain, isolator, _, _ = build_chain(model, "vocals", channels=1)
@@ -201,7 +201,8 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
         stream = open_stream(host, backend, "iso_in", "iso_out", rate, blocksize, "low")
         played = resample(mixture[:, None], rate, PULSE_RATE)[:, 0]
         log(f"playing {mixture.size / rate:.1f} s through the engine ({host.describe()})")
-        recording = server.record_through(stream, np.repeat(played[:, None], 2, axis=1), lead=0.5, tail=0.6)
+        with realtime_process():
+            recording = server.record_through(stream, np.repeat(played[:, None], 2, axis=1), lead=0.5, tail=0.6)
         stats = host.stats()
         reported = stream.latency_samples / rate
 

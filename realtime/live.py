@@ -11,6 +11,7 @@ arguments or an unusable model/file, 130 interrupted before the stream ran.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import signal
@@ -23,6 +24,26 @@ from typing import Any
 STEM_NAMES = ("vocals", "instrumental")
 #: How soon (s) a thread holding the interpreter lock hands it to the audio thread while live.
 SWITCH_INTERVAL_S = 0.0005
+
+
+@contextlib.contextmanager
+def realtime_process():
+    """While a live stream runs in this process: a short interpreter-lock hand-over and a frozen collector.
+
+    The audio thread needs the interpreter lock for every block: whoever holds it (the status line,
+    a library's reader thread) must hand it over within :data:`SWITCH_INTERVAL_S`, not the default
+    5 ms that ate most of a 6 ms output margin at block 256. Nothing the audio path keeps alive needs
+    the collector: freezing what exists after set-up keeps full collections short.
+    """
+    switch = sys.getswitchinterval()
+    gc.collect()
+    gc.freeze()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch)
+        gc.unfreeze()
 
 
 def _main_thread() -> bool:
@@ -213,15 +234,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     code = 0
     interrupted = ""
     events: list[str] = []
-    # Nothing the audio path keeps alive needs the collector: freezing what exists now keeps
-    # full collections (which walk every object) short while the stream runs.
-    gc.collect()
-    gc.freeze()
-    # The audio thread needs the interpreter lock for every block: whoever holds it (the status line,
-    # a library's reader thread) must hand it over within half a millisecond, not the default 5 ms
-    # that ate most of a 6 ms output margin at block 256.
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    process_settings = contextlib.ExitStack()
+    process_settings.enter_context(realtime_process())
     previous_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     # "Ctrl-C stops" even where SIGINT came in ignored (a job started in the background by a script).
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if _main_thread() else None
@@ -265,8 +279,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous_term)
         if previous_int is not None:
             signal.signal(signal.SIGINT, previous_int)
-        gc.unfreeze()
-        sys.setswitchinterval(switch)
+        process_settings.close()
     if status_shown:
         print(file=sys.stderr)
     summary = _summary(stream)
