@@ -241,6 +241,9 @@ class _Connection:
         self.contexts: list = []  # [record's, playback's]
         self.rec = self.play = None
         self.frame_bytes = 4 * channels
+        # latency_s() runs at every wakeup of the audio thread: its out-parameters are made once
+        self._usec, self._negative = ctypes.c_uint64(0), ctypes.c_int(0)
+        self._usec_ref, self._negative_ref = ctypes.byref(self._usec), ctypes.byref(self._negative)
         try:
             self._open(rate, channels, source, sink, block, output_s, name, on_underflow, on_overflow)
         except BaseException:
@@ -415,8 +418,9 @@ class _Connection:
         return None
 
     def latency_s(self, stream) -> float:
-        usec, neg = ctypes.c_uint64(0), ctypes.c_int(0)
-        if self.lib.pa_stream_get_latency(stream, ctypes.byref(usec), ctypes.byref(neg)) < 0:
+        """The stream's latency as the server reports it (interpolated: no round trip), seconds."""
+        usec, neg = self._usec, self._negative
+        if self.lib.pa_stream_get_latency(stream, self._usec_ref, self._negative_ref) < 0:
             return math.nan
         return (-1 if neg.value else 1) * usec.value / 1e6
 
@@ -474,8 +478,6 @@ class PulseDuplex:
         self.backlog_frames = block + round(BACKLOG_S * rate)
         self.on_start = on_start
         self.counters = PulseCounters()
-        self.underflow_times: list[float] = []  # seconds after the start of the first 64 underflows
-        self._t0 = time.monotonic()
         self.events: collections.deque[str] = collections.deque(maxlen=256)
         self.error: str | None = None
         self.blocks = 0
@@ -528,8 +530,6 @@ class PulseDuplex:
 
     def _underflow(self) -> None:
         self.counters.underflows += 1
-        if len(self.underflow_times) < 64:
-            self.underflow_times.append(round(time.monotonic() - self._t0, 3))
 
     def _overflow(self) -> None:
         self.counters.overflows += 1
@@ -548,7 +548,6 @@ class PulseDuplex:
             self.on_start()
         self._ready.set()
         t_cpu0, t_wall0 = time.thread_time(), time.monotonic()
-        self._t0 = t_wall0
         try:
             while not self._halt.is_set():
                 try:
@@ -619,6 +618,7 @@ class PulseDuplex:
         inp = self._in
         process = self.process
         data, nbytes = ctypes.c_void_p(), ctypes.c_size_t()
+        data_ref, nbytes_ref = ctypes.byref(data), ctypes.byref(nbytes)
         c = self.counters
         backlog = self.backlog_frames * ch
         last_input = time.monotonic()
@@ -643,7 +643,7 @@ class PulseDuplex:
                 raise failure
             got = False
             while lib.pa_stream_readable_size(rec) > 0:
-                if lib.pa_stream_peek(rec, ctypes.byref(data), ctypes.byref(nbytes)) < 0:
+                if lib.pa_stream_peek(rec, data_ref, nbytes_ref) < 0:
                     raise PulseError(f"reading input failed: {conn.error_text()}")
                 size = nbytes.value // 4
                 if size == 0:
