@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import signal
 import sys
 import threading
@@ -186,6 +187,15 @@ def cmd_live(args: argparse.Namespace) -> int:
     if not 0.0 <= args.resync <= 60.0:
         _err("live", f"--resync {args.resync} is outside 0..60 seconds")
         return 2
+    if args.latency not in ("low", "high"):
+        try:
+            ms = float(args.latency)
+        except ValueError:
+            ms = math.nan
+        if not 1.0 <= ms <= 2000.0:
+            _err("live", f"--latency {args.latency!r} is neither low, high nor milliseconds in 1..2000")
+            return 2
+        args.latency = ms / 1000.0
     try:
         chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate,
                                                            args.floor, args.synthesis_length)
@@ -431,7 +441,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--model", "-m", default="default", help="model name or .onnx path; 'none' = pass-through")
     p.add_argument("--mix", default="vocals", help="vocals | karaoke | instrumental | mixture | 'VOCALS_DB,INSTR_DB'")
     p.add_argument("--blocksize", type=int, default=256, help="frames per callback (0 = variable; default 256)")
-    p.add_argument("--latency", choices=("low", "high"), default="low", help="device buffering")
+    p.add_argument("--latency", default="low", metavar="low|high|MS",
+                   help="output buffering: low (default; pulse: two blocks and at least 12 ms), high, or "
+                        "milliseconds; longer buffers survive a busier machine at that much more delay")
     p.add_argument("--resync", type=float, default=0.0, metavar="S",
                    help="sounddevice/pyaudio: after an xrun, restart the stream once S seconds pass without "
                         "another (0.3 is good), winning back the delay an underflow adds; 0 = never (default). "

@@ -296,6 +296,8 @@ def test_plugin_exceptions_do_not_stop_a_live_stream(pulse):
     (["--model", "/nonexistent/model.onnx"], "/nonexistent/model.onnx", 2),
     (["--model", "tiny-test", "--mix", "louder"], "mix 'louder'", 2),
     (["--resync", "-1"], "--resync -1.0 is outside 0..60 seconds", 2),
+    (["--latency", "soon"], "--latency 'soon' is neither low, high nor milliseconds", 2),
+    (["--latency", "0.1"], "--latency '0.1' is neither low, high nor milliseconds", 2),
 ])
 def test_bad_live_arguments_give_a_clear_error(pulse, args, message, code):
     base = ["live", "--model", "none", "--duration", "0.5", "--quiet"]

@@ -266,22 +266,26 @@ def test_nothing_compiles_once_a_stream_runs_voiced_audio(pulse):
 def test_live_stops_cleanly_on_sigterm_and_writes_its_stats(pulse, tmp_path):
     stats = tmp_path / "stats.json"
     live = subprocess.Popen([sys.executable, "-m", "deepiso.realtime.cli", "live", "--input", "iso_in",
-                             "--output", "iso_out", "--model", "tiny-test", "--quiet", "--stats-json", str(stats)],
+                             "--output", "iso_out", "--model", "tiny-test", "--quiet", "--stats-json", str(stats),
+                             "--latency", "20"],
                             stderr=subprocess.PIPE, text=True)
+    noise = pulse.pacat_loop("iso_play", seconds=8, level=0.1)  # an input that delivers, as a microphone does
     t0 = time.monotonic()
     while time.monotonic() - t0 < 20 and "Ctrl-C stops" not in (line := live.stderr.readline()):
         assert line or live.poll() is None, "deepiso live ended before its stream ran"
-    time.sleep(1.0)
+    time.sleep(3.0)  # a fresh private server can take a second or two before its null sinks deliver
     sent = time.monotonic()
     live.send_signal(signal.SIGTERM)
     live.wait(5)
     took = time.monotonic() - sent
+    noise.terminate()
     err = live.stderr.read()
     assert live.returncode == 0, err
     assert took < 1.0
     assert "stopped (SIGTERM)" in err and "ALSA" not in err
     summary = json.loads(stats.read_text())
     assert summary["stopped_by"] == "SIGTERM" and summary["blocks"] > 50 and summary["error"] is None
+    assert summary["device_latency_s"][1] == pytest.approx(0.020, abs=0.008)  # --latency 20 (ms) reached it
 
 
 def test_output_never_exceeds_full_scale():
