@@ -705,7 +705,8 @@ class PulseDuplex:
                 # the jitter of fragments and writes. When a window's floor sits well above
                 # the floor the stream settled at (an underflow refilled, a server changed its quantum),
                 # whole output blocks are left out: the delay comes back within 0.6 of a block.
-                total = conn.latency_s(rec) + conn.latency_s(play)
+                queued = conn.latency_s(play)
+                total = conn.latency_s(rec) + queued
                 if total < window_min:
                     window_min = total
                 if now >= window_end:
@@ -724,7 +725,6 @@ class PulseDuplex:
                 # Late input that came in a burst (the thread or the server stalled) fills the output
                 # beyond its length: once it has stayed too long for OVERFULL_S, the output is flushed
                 # and refills to its length (``prebuf``), the nominal delay.
-                queued = conn.latency_s(play)
                 if queued > overfull:
                     if since is None:
                         since = now
