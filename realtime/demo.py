@@ -50,6 +50,7 @@ class DemoResult:
     faults: int
     input_jumps: int  # where the recorded input lost or repeated samples against the clip
     output_jumps: int  # where the vocals did against the voice (the input's jumps among them)
+    kernels_compiled_while_running: int  # numba signatures compiled after the stream opened: 0
     out_dir: str
 
 
@@ -186,7 +187,7 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
     """Play the bundled clip through the live engine on private virtual devices; write the results."""
     from .audio_io import resample, write_audio
     from .backends import open_stream
-    from .host import FULL_SCALE, Host
+    from .host import FULL_SCALE, Host, compiled_kernels
     from .live import build_chain, realtime_process
     from .virtual_device import PULSE_RATE, private_pulse
 
@@ -201,8 +202,10 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
         stream = open_stream(host, backend, "iso_in", "iso_out", rate, blocksize, "low")
         played = resample(mixture[:, None], rate, PULSE_RATE)[:, 0]
         log(f"playing {mixture.size / rate:.1f} s through the engine ({host.describe()})")
+        kernels = compiled_kernels()
         with realtime_process():
             recording = server.record_through(stream, np.repeat(played[:, None], 2, axis=1), lead=0.5, tail=0.6)
+        kernels = compiled_kernels() - kernels
         stats = host.stats()
         reported = stream.latency_samples / rate
 
@@ -234,7 +237,8 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
         reported_latency_ms=round(1000 * reported, 1), measured_delay_ms=round(1000 * delay / rate, 1),
         si_sdr_vocals_db=round(s_voc, 2), si_sdr_mixture_db=round(s_mix, 2),
         si_sdr_improvement_db=round(s_voc - s_mix, 2), xruns=stats.xruns, faults=stats.faults,
-        input_jumps=inp.jumps, output_jumps=voc.jumps, out_dir=str(out_dir),
+        input_jumps=inp.jumps, output_jumps=voc.jumps, kernels_compiled_while_running=kernels,
+        out_dir=str(out_dir),
     )
     plot(out_dir / "demo.png", rate, mixture, vocals, truth,
          f"deepiso live, model {model}: SI-SDR {s_voc:.1f} dB (mixture {s_mix:.1f} dB), "

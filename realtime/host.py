@@ -175,6 +175,24 @@ def fifo_pop(fifo, level, out, count):  # pragma: no cover - compiled
 # Chain
 
 
+def compiled_kernels() -> int:
+    """How many compiled signatures the engine's numba kernels hold now, over every loaded module.
+
+    The host compiles every kernel before a stream starts; a count that grows while a stream runs
+    means a kernel compiled inside the audio callback.
+    """
+    import sys
+
+    count = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(__name__.rpartition(".")[0]):
+            continue
+        for value in vars(module).values():
+            if isinstance(value, numba.core.registry.CPUDispatcher):
+                count += len(value.signatures)
+    return count
+
+
 def _accepts_block_size(plugin: object) -> bool:
     try:
         params = inspect.signature(plugin.configure).parameters  # type: ignore[attr-defined]

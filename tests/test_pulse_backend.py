@@ -14,15 +14,13 @@ import subprocess
 import sys
 import time
 
-import numba
 import numpy as np
 import pytest
 from conftest import PULSE_RATE
 
-import deepiso.realtime as realtime_pkg
 from deepiso.realtime import pulse as native
 from deepiso.realtime.backends import DeviceError, PulseStream, open_stream
-from deepiso.realtime.host import FULL_SCALE, Host, Plugin
+from deepiso.realtime.host import FULL_SCALE, Host, Plugin, compiled_kernels
 from deepiso.realtime.plugins.basic import Gain, Mix
 from deepiso.realtime.plugins.isolator import Isolator
 from deepiso.realtime.virtual_device import chirp_lags, chirp_signal, private_pulse
@@ -239,28 +237,17 @@ def test_an_absurd_latency_is_refused():
         native.output_buffer_s(5.0, 256, 48_000)
 
 
-def _compiled_signatures() -> dict[str, int]:
-    found = {}
-    for name, module in list(sys.modules.items()):
-        if not name.startswith(realtime_pkg.__name__) or module is None:
-            continue
-        for attr, value in vars(module).items():
-            if isinstance(value, numba.core.registry.CPUDispatcher):
-                found[f"{name}.{attr}"] = len(value.signatures)
-    return found
-
-
 def test_nothing_compiles_once_a_stream_runs_voiced_audio(pulse):
     # Voiced input runs the model and the mask kernels; the stream hands the host read-only input.
     iso = Isolator("default", channels=1)
     stream = _stream([iso, Mix.parse("vocals")], iso.spec.sample_rate)
-    before = _compiled_signatures()
-    assert sum(before.values()) > 5
+    before = compiled_kernels()
+    assert before > 5
     t = np.arange(int(1.5 * PULSE_RATE)) / PULSE_RATE
     voice = 0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t))
     pulse.record_through(stream, np.repeat(voice[:, None], 2, axis=1).astype(np.float32), lead=0.2, tail=0.2)
     assert stream.compute_cpu > 0 and iso.model_faults == 0
-    assert _compiled_signatures() == before
+    assert compiled_kernels() == before
 
 
 def test_live_stops_cleanly_on_sigterm_and_writes_its_stats(pulse, tmp_path):

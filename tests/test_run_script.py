@@ -21,8 +21,8 @@ def test_run_script_works_on_the_first_launch(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert any((tmp_path / "numba-cache").rglob("*.nbi"))  # the cache really started empty and was filled
     demo = json.loads((out / "demo.json").read_text())
-    # A kernel compiling in the callback costs tens of xruns; a start or a busy machine one or two.
-    assert demo["xruns"] <= 3 and demo["faults"] == 0, demo
+    # Every kernel compiled before the stream opened; one compiling in the callback cost 18-124 xruns.
+    assert demo["kernels_compiled_while_running"] == 0 and demo["faults"] == 0, demo
     assert demo["si_sdr_improvement_db"] > 3.0, demo
     assert demo["measured_delay_ms"] < demo["reported_latency_ms"] + 25, demo
     assert "ALSA" not in result.stderr and "PortAudio" not in result.stderr
