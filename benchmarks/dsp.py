@@ -5,7 +5,7 @@ frame function (so the number is pure DSP: FIFOs, window, FFT, awareness
 ring, inverse FFT, overlap-add), against a plain-numpy step doing the same
 work, in the same run. Writes ``benchmarks/results/dsp.json``.
 
-    python benchmarks/dsp.py [--hops 20000]
+    python -m benchmarks.dsp [--hops 20000]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepiso.realtime import dsp
+from deepiso.realtime import dsp, windows
 from deepiso.realtime.frame import FrameSpec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dsp.json"
@@ -30,8 +30,8 @@ class NumpyStep:
 
     def __init__(self, spec: FrameSpec, channels: int) -> None:
         self.spec = spec
-        self.win = dsp.analysis_window(spec.window, spec.n_fft)
-        self.swin = dsp.synthesis_window(spec.window, spec.n_fft, spec.hop)
+        self.win = windows.analysis_window(spec.window, spec.n_fft)
+        self.swin = windows.synthesis_window(spec.window, spec.n_fft, spec.hop)
         self.inbuf = np.zeros((channels, spec.n_fft), np.float32)
         self.ctx = np.zeros((channels, spec.context, spec.feature_size), np.float32)
         self.acc = np.zeros((channels, spec.n_fft), np.float32)
@@ -104,7 +104,7 @@ def main() -> None:
 
     result = {
         "benchmark": "dsp: analysis + synthesis per hop (identity frame), one core",
-        "command": "python benchmarks/dsp.py",
+        "command": "python -m benchmarks.dsp",
         "hops": args.hops,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores_used": 1,
                     "python": platform.python_version(), "numpy": np.__version__},

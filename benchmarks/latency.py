@@ -14,7 +14,7 @@ Targets for the default configuration on a 2-core machine: p99 per-hop compute
 <= 15 % of the hop period; algorithmic latency <= 20 ms; 0 xruns in the soak.
 Writes ``benchmarks/results/latency.json`` and prints a table.
 
-    python benchmarks/latency.py [--soak-seconds 600] [--model NAME] [--skip-pulse]
+    python -m benchmarks.latency [--soak-seconds 600] [--model NAME] [--skip-pulse]
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def compute(model: str, seconds: float = 20.0, channels: int = 1) -> dict:
 
 def end_to_end(server, model: str, backend: str, block: int) -> dict:
     """One chirp measurement; a stream the driver kills (gave up restarting) is a row with its error."""
-    from deepiso.realtime.backends import DeviceError
+    from deepiso.realtime.devices import DeviceError
 
     try:
         return _end_to_end(server, model, backend, block)
@@ -114,8 +114,9 @@ def end_to_end(server, model: str, backend: str, block: int) -> dict:
 
 
 def _end_to_end(server, model: str, backend: str, block: int) -> dict:
-    from deepiso.realtime.backends import open_stream
-    from deepiso.realtime.virtual_device import PULSE_RATE, chirp_lags, chirp_signal, garbage_samples
+    from deepiso.realtime.streams import open_stream
+    from deepiso.testing.chirps import chirp_lags, chirp_signal, garbage_samples
+    from deepiso.testing.pulse_server import PULSE_RATE
 
     iso = Isolator(model, channels=1)
     rate = iso.spec.sample_rate
@@ -214,7 +215,7 @@ class SoakTimeline:
 
 
 def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1.0, tick: float = 0.2) -> dict:
-    from deepiso.realtime.backends import open_stream
+    from deepiso.realtime.streams import open_stream
 
     iso = Isolator(model, channels=1)
     rate = iso.spec.sample_rate
@@ -251,7 +252,7 @@ def soak(server, model: str, seconds: float, block: int = 256, settle: float = 1
 
 
 def _with_server(fn):
-    from deepiso.realtime.virtual_device import private_pulse
+    from deepiso.testing.pulse_server import private_pulse
 
     with tempfile.TemporaryDirectory(prefix="deepiso-bench-pulse-") as root, private_pulse(root) as server:
         return fn(server)

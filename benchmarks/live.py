@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from deepiso.realtime.demo import load_clip
-from deepiso.realtime.virtual_device import BUS_MAP, PULSE_RATE, PrivatePulseServer
+from deepiso.testing.pulse_server import BUS_MAP, PULSE_RATE, PrivatePulseServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
 RATE = PULSE_RATE

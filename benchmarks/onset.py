@@ -18,7 +18,7 @@ hears), and ``--items`` items spread evenly over a saved set (``quality.py --sav
 
 Writes ``benchmarks/results/onset.json`` (``--out``).
 
-    python benchmarks/onset.py --model default --model OTHER.onnx [--set DIR --items 12] [--phases 64]
+    python -m benchmarks.onset --model default --model OTHER.onnx [--set DIR --items 12] [--phases 64]
 """
 
 from __future__ import annotations
@@ -32,16 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules when imported from tests
+from deepiso.realtime.audio_io import resample
+from deepiso.realtime.demo import load_clip
+from deepiso.realtime.host import Host
+from deepiso.realtime.live import build_chain
 
-import evalset  # noqa: E402
-from peers import downmix  # noqa: E402
-from quality import si_sdr  # noqa: E402
-
-from deepiso.realtime.audio_io import resample  # noqa: E402
-from deepiso.realtime.demo import load_clip  # noqa: E402
-from deepiso.realtime.host import Host  # noqa: E402
-from deepiso.realtime.live import build_chain  # noqa: E402
+from . import evalset
+from .peers import downmix
+from .quality import si_sdr
 
 RESULTS = Path(__file__).resolve().parent / "results" / "onset.json"
 SERVER_RATE = 48000
@@ -150,7 +148,7 @@ def run(models: list[str], set_dir: str | None, items: int, phases: int, set_pha
             + "; ".join(f"{k}: {r['lock_ins']}/{r['onsets']}, median {r['median_db']:+.2f} dB"
                         for k, r in rows.items()))
     return {"benchmark": "onsets from digital silence at every phase of the hop grid, live chain offline",
-            "command": "python benchmarks/onset.py " + " ".join(sys.argv[1:]),
+            "command": "python -m benchmarks.onset " + " ".join(sys.argv[1:]),
             "margin_db": margin, "block": block, "phases_per_hop": phases, "set": set_dir,
             "set_phases_per_hop": set_phases if set_dir else None,
             "machine": {"cpu": platform.machine(), "python": platform.python_version()},

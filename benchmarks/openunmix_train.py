@@ -25,7 +25,7 @@ from there. The result is ``DIR/vocals.pth`` + ``DIR/vocals.json`` (upstream's
 layout, read by ``quality.py --openunmix DIR``), with the budget, the data
 summary and the validation loss in the JSON.
 
-    python benchmarks/openunmix_train.py --set data.root=/work/data/corpus --out runs/umx --steps 2000
+    python -m benchmarks.openunmix_train --set data.root=/work/data/corpus --out runs/umx --steps 2000
 """
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import peers  # noqa: E402
+from . import peers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "train" / "configs" / "default.yaml"

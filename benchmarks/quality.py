@@ -28,11 +28,14 @@ masks (upper bounds), and the unprocessed mixture (reference, SI-SDRi 0).
 Writes ``benchmarks/results/quality.json``, prints a markdown table and draws
 ``quality_sisdri.png`` (box plots) and ``quality_clip_*.png`` (the report's
 Table 2 view: waveforms of source, predictions and truth, with spectrograms).
+A release's results go to ``benchmarks/results/<version>/`` (``--out``). The
+PNGs are not kept in git: ``python -m benchmarks.plots`` redraws the box plots
+from the JSON files.
 
-    python benchmarks/quality.py --corpus /work/data/corpus --split valid --per-cell 4 \\
+    python -m benchmarks.quality --corpus /work/data/corpus --split valid --per-cell 4 \\
         --model default --save-set /tmp/evalset
-    python benchmarks/quality.py --set /tmp/evalset --model my.onnx --openunmix umx/
-    python benchmarks/quality.py --synthetic --per-cell 2            # no corpus: generated set
+    python -m benchmarks.quality --set /tmp/evalset --model my.onnx --openunmix umx/
+    python -m benchmarks.quality --synthetic --per-cell 2            # no corpus: generated set
 """
 
 from __future__ import annotations
@@ -49,27 +52,23 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules when imported from tests
-
-import evalset  # noqa: E402
-import peers  # noqa: E402
-from peers import PeerUnavailable, System, downmix  # noqa: E402
-
 from deepiso.realtime import dsp  # noqa: E402
 from deepiso.realtime.audio_io import resample  # noqa: E402
 from deepiso.realtime.frame import FrameSpec  # noqa: E402
+from deepiso.realtime.metrics import bss_sdr, si_sdr, voice_free_leakage  # noqa: E402
 from deepiso.realtime.plugins.isolator import (  # noqa: E402
     SILENCE_DBFS,
     check_floor,
-    silent_contexts,
-    with_synthesis,
 )
+from deepiso.realtime.separator import Separator  # noqa: E402
+
+from . import evalset, peers  # noqa: E402
+from .peers import PeerUnavailable, System, downmix  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPS = 1e-12
@@ -77,92 +76,6 @@ EPS = 1e-12
 
 # ----------------------------------------------------------------------------
 # Metrics (mono float arrays (n,) at one rate)
-
-
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Scale-invariant SDR in dB (Le Roux et al. 2019), both signals made zero-mean first."""
-    est = np.asarray(estimate, np.float64) - np.mean(estimate)
-    ref = np.asarray(reference, np.float64) - np.mean(reference)
-    if est.shape != ref.shape:
-        raise ValueError(f"estimate {est.shape} and reference {ref.shape} differ in shape")
-    alpha = float(np.dot(est, ref) / (np.dot(ref, ref) + EPS))
-    target = alpha * ref
-    noise = est - target
-    return float(10 * np.log10((np.dot(target, target) + EPS) / (np.dot(noise, noise) + EPS)))
-
-
-def voice_free_mask(vocals: np.ndarray, rate: int, frame_s: float = 0.02, below_db: float = 60.0) -> np.ndarray:
-    """Per-sample bool ``(n,)``: True in 20 ms frames where the vocals are ``below_db`` under their loudest frame.
-
-    Frames next to a voiced frame are not voice-free (margin for onsets and tails).
-    """
-    n = vocals.shape[0]
-    hop = max(1, int(frame_s * rate))
-    frames = n // hop
-    if frames == 0:
-        return np.zeros(n, bool)
-    energy = np.mean(np.square(vocals[: frames * hop].astype(np.float64)).reshape(frames, hop), axis=1)
-    quiet = energy <= energy.max() * 10 ** (-below_db / 10)
-    voiced = ~quiet
-    grown = voiced.copy()
-    grown[1:] |= voiced[:-1]
-    grown[:-1] |= voiced[1:]
-    mask = np.zeros(n, bool)
-    mask[: frames * hop] = np.repeat(~grown, hop)
-    return mask
-
-
-def residual_db(estimate: np.ndarray, mixture: np.ndarray, vocals: np.ndarray, rate: int,
-                min_seconds: float = 0.2) -> float | None:
-    """Level of the estimate relative to the mixture in voice-free stretches (dB), or None if there are too few."""
-    mask = voice_free_mask(vocals, rate)
-    if mask.sum() < min_seconds * rate:
-        return None
-    e = float(np.sum(np.square(estimate[mask], dtype=np.float64)))
-    m = float(np.sum(np.square(mixture[mask], dtype=np.float64)))
-    if m <= 0:
-        return None
-    return float(10 * np.log10((e + EPS * m) / m))
-
-
-def bss_sdr(estimate: np.ndarray, vocals: np.ndarray, mixture: np.ndarray, rate: int,
-            method: str = "museval") -> float | None:
-    """Vocal SDR (dB), BSSEval v4 over 1 s windows, median over windows with an audible reference.
-
-    ``method``: "museval" (``museval.evaluate``, the MUSDB18 reference code)
-    or "fast" (``fast_bss_eval.sdr``, filter length 512, the same windows).
-    The accompaniment estimate is ``mixture - estimate``.
-    """
-    refs = np.stack([vocals, mixture - vocals]).astype(np.float64)
-    ests = np.stack([estimate, mixture - estimate]).astype(np.float64)
-    # BSSEval refuses an all-zero estimate (the mixture as the vocal estimate leaves a zero
-    # accompaniment); a -200 dB dither keeps the system determined and changes no score.
-    dither = 1e-10 * np.random.default_rng(0).standard_normal(ests.shape[1])
-    for k in range(2):
-        if not np.any(ests[k]):
-            ests[k] = dither
-    if method == "museval":
-        import museval
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sdr, _isr, _sir, _sar = museval.evaluate(refs[..., None], ests[..., None], win=rate, hop=rate)
-        values = sdr[0]
-    elif method == "fast":
-        import fast_bss_eval
-
-        values = []
-        for a in range(0, refs.shape[1] - rate + 1, rate):
-            r, e = refs[:, a: a + rate], ests[:, a: a + rate]
-            if np.sum(r[0] ** 2) < 1e-8 * rate:  # museval leaves silent-reference windows out too
-                continue
-            values.append(float(fast_bss_eval.sdr(r, e, filter_length=512, load_diag=1e-10)[0]))
-        values = np.asarray(values)
-    else:
-        raise ValueError(f"unknown SDR method {method!r}; choose museval or fast")
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if values.size else None
 
 
 def speech_scores(estimate: np.ndarray, vocals: np.ndarray, rate: int) -> dict[str, float | None]:
@@ -190,7 +103,7 @@ def score(estimate: np.ndarray, item: evalset.Item, sdr_method: str | None) -> d
     mix, voc = downmix(item.mixture), downmix(item.vocals)
     s = si_sdr(estimate, voc)
     row: dict[str, Any] = {"si_sdr": s, "si_sdri": s - si_sdr(mix, voc),
-                           "residual_db": residual_db(estimate, mix, voc, item.rate)}
+                           "residual_db": voice_free_leakage(estimate, mix, voc, item.rate)}
     if sdr_method:
         row["sdr"] = bss_sdr(estimate, voc, mix, item.rate, sdr_method)
     if item.meta.get("voice") == "speech":
@@ -217,9 +130,9 @@ def spectral_apply(x: np.ndarray, spec: FrameSpec, frame_fn) -> np.ndarray:
 class ModelSystem(System):
     """One of our models: a shipped name or ``.onnx`` file (onnxruntime, one thread), or a ``.pt`` checkpoint.
 
-    Runs the mono downmix through the offline twin of the engine's path:
-    STFT → real+imag features → awareness → model → vocal spectrum (a mask
-    multiplies the mixture's centre frame) → overlap-add, delay removed.
+    Runs the mono downmix through :class:`deepiso.realtime.separator.Separator`, the path ``deepiso
+    separate`` takes: STFT → real+imag features → awareness → model → vocal spectrum → overlap-add,
+    with the engine's silence rule and its delay removed.
     """
 
     kind = "ours"
@@ -242,55 +155,32 @@ class ModelSystem(System):
                 import torch
 
                 from deepiso.train.checkpoint import load_checkpoint
+                from deepiso.train.model import TorchSequence
             except ImportError as exc:
                 raise PeerUnavailable(f"{self.source}: loading a checkpoint needs the train extra ({exc})") from None
-            model, info = load_checkpoint(self.source)
+            net, _info = load_checkpoint(self.source)
             torch.set_num_threads(1)
-            self.spec = model.spec
-            self._torch_model, self._torch = model, torch
-            self._step = None
+            model = TorchSequence(net)
             self.note = f"checkpoint {self.source} (PyTorch, 1 thread)"
         else:
             from deepiso.realtime.onnx_model import load_model
 
-            self._step = load_model(self.source, batch=1, providers=["CPUExecutionProvider"], threads=1)
-            self.spec = self._step.spec
-            card = self._step.card
+            model = load_model(self.source, batch=1, providers=["CPUExecutionProvider"], threads=1)
+            card = model.card
             trained = bool(card.get("validation") or card.get("metrics") or card.get("training"))
-            self.note = f"{card.get('name')} {card.get('version')} ({self._step.path.name}), onnxruntime CPU 1 thread"
+            self.note = f"{card.get('name')} {card.get('version')} ({model.path.name}), onnxruntime CPU 1 thread"
             if card.get("name") == "tiny-test" or not trained:
                 self.note += "; UNTRAINED (random weights): shows the plumbing only"
                 self.label += " (untrained)"
-        if self.synthesis_length is not None:  # as the engine's isolator runs it with --synthesis-length
-            self.spec = with_synthesis(self.spec, self.synthesis_length)  # PluginError: a length it cannot take
+        # As the engine's isolator runs it with --floor and --synthesis-length (PluginError: a value it cannot take).
+        self.separator = Separator(model, floor_dbfs=self.floor_dbfs, synthesis_length=self.synthesis_length)
+        self.spec = self.separator.spec
         self.rate = self.spec.sample_rate
         self.causal = self.spec.causal
 
-    def _vocal_frames(self, frames: np.ndarray) -> np.ndarray:
-        spec = self.spec
-        ctx = np.ascontiguousarray(dsp.awareness(dsp.features(frames), spec.past_frames, spec.future_frames)[None],
-                                   np.float32)  # (1, T, input)
-        # As the engine's isolator: silent contexts give no voice, and the model restarts after them.
-        silent = silent_contexts(ctx, spec, self.floor_dbfs)
-        y = np.zeros((ctx.shape[1], spec.output_size), np.float32)
-        edges = np.flatnonzero(np.diff(np.concatenate([[True], silent, [True]]).astype(np.int8)))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):  # runs of frames that are not silent
-            run = ctx[:, start:stop]
-            if self._step is not None:
-                self._step.reset()
-                y[start:stop] = self._step.run_sequence(run)[0]
-            else:
-                with self._torch.inference_mode():
-                    y[start:stop] = self._torch_model(self._torch.from_numpy(run))[0][0].numpy()
-        if spec.output == "spectrum":
-            return dsp.from_features(y)
-        if spec.output == "ratio_mask":
-            return frames * y
-        return frames * dsp.from_features(y)
-
     def separate(self, mixture: np.ndarray, rate: int,
                  truth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        return spectral_apply(downmix(mixture), self.spec, self._vocal_frames)
+        return self.separator.vocals(downmix(mixture))
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "source": self.source, "floor_dbfs": self.floor_dbfs,
@@ -468,7 +358,7 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 
 
 def markdown_table(summary: dict[str, Any], systems: list[System]) -> str:
-    """The README table: medians per system (dB unless stated)."""
+    """The quality table of docs/quality.md: medians per system (dB unless stated)."""
     cats = []
     for s in summary.values():
         cats = list(s["si_sdri_by_category"])
@@ -724,7 +614,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result = {
         "benchmark": "quality of the vocal estimate: deepiso vs peers, baseline and oracles on the same items",
-        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv),
         "set": {**how, "items": len(items), "lead_in": {"seconds": args.lead_in, "level_dbfs": args.lead_in_db},
                 "categories": sorted({it.category for it in items}),
                 "rate": sorted({it.rate for it in items})},

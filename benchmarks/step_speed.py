@@ -12,7 +12,7 @@ times, per frame, with batch 1:
 
 Writes ``benchmarks/results/step_speed.json``.
 
-    python benchmarks/step_speed.py [--frames 5000] [--configs seed default tiny-test]
+    python -m benchmarks.step_speed [--frames 5000] [--configs seed default tiny-test]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def main() -> None:
 
     result = {
         "benchmark": "model step per frame, batch 1, one onnxruntime thread, CPU, random weights",
-        "command": "python benchmarks/step_speed.py",
+        "command": "python -m benchmarks.step_speed",
         "frames": args.frames,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores_used": 1,
                     "python": platform.python_version(), "onnxruntime": ort.__version__,

@@ -20,7 +20,7 @@ rotations and gains of -6..+6 dB.
 
 Writes ``benchmarks/results/stream.json`` (``--out``).
 
-    python benchmarks/stream.py --model default --model OTHER.onnx [--set DIR] [--streams 2]
+    python -m benchmarks.stream --model default --model OTHER.onnx [--set DIR] [--streams 2]
 """
 
 from __future__ import annotations
@@ -33,12 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules when imported from tests
+from deepiso.realtime.demo import load_clip
 
-from onset import Engine, set_items, write_result  # noqa: E402
-from quality import si_sdr  # noqa: E402
-
-from deepiso.realtime.demo import load_clip  # noqa: E402
+from .onset import Engine, set_items, write_result
+from .quality import si_sdr
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stream.json"
 AGE_BINS_S = (0.0, 30.0, 120.0)
@@ -120,7 +118,7 @@ def run(models: list[str], set_dir: str | None, streams: int, repeats: int, seed
             f"{row['loss_mean_db']:+.2f} dB; " + ", ".join(f"from {b['from_s']:.0f} s {b['loss_mean_db']:+.2f}"
                                                         for b in row["by_age"]))
     return {"benchmark": "items back to back in long streams against each item alone, live chain offline",
-            "command": "python benchmarks/stream.py " + " ".join(sys.argv[1:]),
+            "command": "python -m benchmarks.stream " + " ".join(sys.argv[1:]),
             "set": set_dir, "streams": streams, "repeats": None if set_dir else repeats, "seed": seed,
             "block": block, "age_bins_s": list(bins),
             "machine": {"cpu": platform.machine(), "python": platform.python_version()},

@@ -7,7 +7,7 @@ so the number is the model's cost, not the disk's. The batch is the
 configured one after the report's AWGN (clean + 1 profile × 2 levels = 3×).
 Writes ``benchmarks/results/train_speed.json``.
 
-    python benchmarks/train_speed.py [--seconds 20] [--batch 8] [--segment 4] [--device auto]
+    python -m benchmarks.train_speed [--seconds 20] [--batch 8] [--segment 4] [--device auto]
 """
 
 from __future__ import annotations

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from deepiso.realtime import dsp
 from deepiso.realtime.audio_io import read_audio
 from deepiso.realtime.frame import FrameSpec
+from deepiso.realtime.metrics import si_sdr
+from deepiso.realtime.onnx_model import OUTPUT_NAMES
+from deepiso.realtime.separator import Separator
 
 from .verify import awareness_inputs, max_abs_diff, ort_sequence, ort_steps, synthetic_signal
 
@@ -40,9 +41,6 @@ MAX_RELATIVE_ERROR = 0.25
 MAX_SI_SDR_LOSS_DB = 3.0
 #: Frames of the synthetic measurement.
 QUALITY_FRAMES = 1000
-
-Runner = Callable[[np.ndarray], np.ndarray]
-
 
 class QuantizationError(Exception):
     """int8 quantisation failed or costs more quality than allowed."""
@@ -78,37 +76,35 @@ def relative_rms_error(test: np.ndarray, reference: np.ndarray) -> float:
     return float(err / max(np.sqrt(np.mean(ref**2)), 1e-12))
 
 
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Scale-invariant SDR in dB of 1-D ``estimate`` against ``reference``."""
-    ref = reference.astype(np.float64)
-    est = estimate.astype(np.float64)
-    energy = float(np.dot(ref, ref))
-    if energy <= 1e-12:
-        return float("nan")
-    target = (np.dot(est, ref) / energy) * ref
-    noise = est - target
-    return float(10 * math.log10(max(np.dot(target, target), 1e-20) / max(np.dot(noise, noise), 1e-20)))
+class SessionSequence:
+    """An onnxruntime step graph as :class:`~deepiso.realtime.separator.Separator` runs a model.
 
-
-def vocal_spectrum(spec: FrameSpec, y: np.ndarray, mixture: np.ndarray) -> np.ndarray:
-    """Complex vocal spectrum ``(..., T, bins)`` from model output ``y`` and the mixture spectrum."""
-    n = spec.n_bins
-    if spec.output == "spectrum":
-        return dsp.from_features(y)
-    if spec.output == "ratio_mask":
-        return (mixture * y).astype(np.complex64)
-    return (mixture * (y[..., :n] + 1j * y[..., n:])).astype(np.complex64)
-
-
-def separate(spec: FrameSpec, run: Runner, mixture: np.ndarray) -> np.ndarray:
-    """Offline voice estimate ``(C, N)`` of ``mixture`` ``(C, N)`` at ``spec.sample_rate``.
-
-    ``run`` maps model inputs ``(C, T, input_size)`` to outputs ``(C, T, output_size)``.
+    One frame per call, the LSTM state carried between calls, as the engine steps it.
     """
-    frames = dsp.stft(mixture, spec)
-    x = np.ascontiguousarray(dsp.awareness(dsp.features(frames), spec.past_frames, spec.future_frames))
-    voice = dsp.istft(vocal_spectrum(spec, run(x), frames), spec)
-    return dsp.align(voice, spec.synthesis_delay, mixture.shape[-1])
+
+    def __init__(self, session: Any, spec: FrameSpec, layers: int, hidden: int) -> None:
+        self.session, self.spec = session, spec
+        self.h = np.zeros((layers, 1, hidden), np.float32)
+        self.c = np.zeros_like(self.h)
+
+    def reset(self) -> None:
+        self.h[...] = 0.0
+        self.c[...] = 0.0
+
+    def run_sequence(self, x: np.ndarray) -> np.ndarray:
+        frames = []
+        for t in range(x.shape[1]):
+            y, self.h, self.c = self.session.run(list(OUTPUT_NAMES), {"features": x[:, t], "h": self.h, "c": self.c})
+            frames.append(y)
+        return np.stack(frames, axis=1)
+
+
+def _score(separator: Separator, mixture: np.ndarray, voice: np.ndarray) -> float:
+    """SI-SDR (dB) of the voice ``separator`` finds in ``mixture`` ``(n,)``; NaN when ``voice`` is silent."""
+    try:
+        return si_sdr(separator.vocals(mixture), voice)
+    except ValueError:
+        return float("nan")
 
 
 def find_mixtures(folder: str | Path) -> list[tuple[Path, Path]]:
@@ -175,18 +171,19 @@ def int8_quality(spec: FrameSpec, layers: int, hidden: int, float_step: onnx.Mod
         result["kind"] = "synthetic_output_difference"
         return result
 
-    def runner(session: Any) -> Runner:
-        return lambda inputs: ort_steps(session, inputs, layers, hidden)
-
+    float_sep = Separator(SessionSequence(f_step, spec, layers, hidden))
+    int8_sep = Separator(SessionSequence(q_step, spec, layers, hidden))
     items = []
     for mix_path, voice_path in find_mixtures(mixtures):
         mix, _ = read_audio(mix_path, sample_rate=spec.sample_rate, channels=1)
         voice, _ = read_audio(voice_path, sample_rate=spec.sample_rate, channels=1)
         n = min(len(mix), len(voice))
-        mix, voice = mix[:n, 0][None], voice[:n, 0]
-        scores = {"mixture": si_sdr(mix[0], voice),
-                  "fp32": si_sdr(separate(spec, runner(f_step), mix)[0], voice),
-                  "int8": si_sdr(separate(spec, runner(q_step), mix)[0], voice)}
+        mix, voice = mix[:n, 0], voice[:n, 0]
+        try:
+            mixture_db = si_sdr(mix, voice)
+        except ValueError:  # a silent voice: nothing to score
+            mixture_db = float("nan")
+        scores = {"mixture": mixture_db, "fp32": _score(float_sep, mix, voice), "int8": _score(int8_sep, mix, voice)}
         items.append({"track": mix_path.parent.name, **scores})
     valid = [i for i in items if all(math.isfinite(i[k]) for k in ("fp32", "int8"))]
     if not valid:

@@ -11,9 +11,10 @@ records input and output on one clock. It then writes, into ``--out``:
 * ``instrumental.wav`` — the recorded input minus the vocals;
 * ``demo.png`` — the report's Table 2 view (waveforms of source, prediction
   and truth) with spectrograms;
-* ``demo.json`` — SI-SDR of the vocals and of the mixture against the true
-  voice, the measured end-to-end delay against the reported latency, xruns,
-  and how often samples were lost or repeated on the way.
+* ``demo.json`` — SI-SDR (:mod:`deepiso.realtime.metrics`) of the live vocals,
+  of the mixture and of the same model run offline (``deepiso separate``'s
+  path) against the true voice, the measured end-to-end delay against the
+  reported latency, xruns, and how often samples were lost or repeated on the way.
 
 A busy machine can make the virtual devices lose or repeat a few samples (an
 underrun of the player, an xrun of the duplex stream). The recording is
@@ -46,22 +47,13 @@ class DemoResult:
     si_sdr_vocals_db: float
     si_sdr_mixture_db: float
     si_sdr_improvement_db: float
+    si_sdr_offline_db: float | None  # the same model on the same clip through deepiso separate (None: no model)
     xruns: int
     faults: int
     input_jumps: int  # where the recorded input lost or repeated samples against the clip
     output_jumps: int  # where the vocals did against the voice (the input's jumps among them)
     kernels_compiled_while_running: int  # numba signatures compiled after the stream opened: 0
     out_dir: str
-
-
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Scale-invariant SDR in dB of two ``(samples,)`` signals."""
-    ref = reference.astype(np.float64)
-    est = estimate.astype(np.float64)
-    scale = np.dot(est, ref) / max(np.dot(ref, ref), 1e-20)
-    target = scale * ref
-    noise = est - target
-    return float(10 * np.log10(max(np.dot(target, target), 1e-20) / max(np.dot(noise, noise), 1e-20)))
 
 
 def load_clip(rate: int, snr_db: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -185,11 +177,13 @@ def plot(path: Path, rate: int, mixture: np.ndarray, vocals: np.ndarray, truth: 
 def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", blocksize: int = 256,
              snr_db: float = 0.0, log=print) -> DemoResult:
     """Play the bundled clip through the live engine on private virtual devices; write the results."""
+    from deepiso.testing.pulse_server import PULSE_RATE, private_pulse
+
     from .audio_io import resample, write_audio
-    from .backends import open_stream
     from .host import FULL_SCALE, Host, compiled_kernels
     from .live import build_chain, realtime_process
-    from .virtual_device import PULSE_RATE, private_pulse
+    from .metrics import si_sdr
+    from .streams import open_stream
 
     chain, isolator, _, _ = build_chain(model, "vocals", channels=1)
     rate = isolator.spec.sample_rate if isolator is not None else PULSE_RATE
@@ -232,11 +226,17 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
     write_audio(out_dir / "vocals.wav", vocals, rate)
     write_audio(out_dir / "instrumental.wav", instrumental, rate)
     s_voc, s_mix = si_sdr(vocals, truth), si_sdr(inp.aligned, truth)
+    s_off = None
+    if isolator is not None:  # what the live path costs against the offline one
+        from .separator import Separator
+
+        s_off = round(si_sdr(Separator(isolator.source).separate(mixture, rate).vocals[:, 0], truth), 2)
     result = DemoResult(
         model=model, sample_rate=rate, seconds=round(n / rate, 2),
         reported_latency_ms=round(1000 * reported, 1), measured_delay_ms=round(1000 * delay / rate, 1),
         si_sdr_vocals_db=round(s_voc, 2), si_sdr_mixture_db=round(s_mix, 2),
-        si_sdr_improvement_db=round(s_voc - s_mix, 2), xruns=stats.xruns, faults=stats.faults,
+        si_sdr_improvement_db=round(s_voc - s_mix, 2), si_sdr_offline_db=s_off, xruns=stats.xruns,
+        faults=stats.faults,
         input_jumps=inp.jumps, output_jumps=voc.jumps, kernels_compiled_while_running=kernels,
         out_dir=str(out_dir),
     )
@@ -248,8 +248,8 @@ def run_demo(out_dir: Path, model: str = "default", backend: str = "pulse", bloc
 
 
 def cmd_demo(args: Any) -> int:
-    from .backends import DeviceError
-    from .host import PluginError
+    from .chain import PluginError
+    from .devices import DeviceError
 
     def log(msg: str) -> None:
         print(f"deepiso demo: {msg}", file=sys.stderr)
@@ -261,7 +261,9 @@ def cmd_demo(args: Any) -> int:
         log(f"error: {exc}")
         return 1
     log(f"vocals SI-SDR {r.si_sdr_vocals_db:.1f} dB vs mixture {r.si_sdr_mixture_db:.1f} dB "
-        f"(improvement {r.si_sdr_improvement_db:+.1f} dB); end-to-end delay {r.measured_delay_ms:.0f} ms "
+        f"(improvement {r.si_sdr_improvement_db:+.1f} dB"
+        + (f"; {r.si_sdr_offline_db:.1f} dB offline" if r.si_sdr_offline_db is not None else "")
+        + f"); end-to-end delay {r.measured_delay_ms:.0f} ms "
         f"(engine reports {r.reported_latency_ms:.0f} ms); xruns {r.xruns}"
         + (f"; samples lost or repeated at {r.input_jumps} point(s) of the input and {r.output_jumps} of the "
            f"output (scored window by window)" if r.input_jumps or r.output_jumps else ""))
@@ -270,11 +272,16 @@ def cmd_demo(args: Any) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the live engine on a bundled clip through private virtual devices")
+    p = sub.add_parser("demo", help="run the live engine on a bundled clip through private virtual devices",
+                       epilog="examples:\n"
+                              "  deepiso demo                        # mixture.wav, vocals.wav, instrumental.wav, "
+                              "demo.png in ./deepiso-demo\n"
+                              "  deepiso demo --snr -5 -o /tmp/demo  # louder music\n"
+                              "  deepiso demo --backend sounddevice  # through PortAudio\n")
     p.add_argument("-o", "--out", default="deepiso-demo", help="output folder (default: deepiso-demo)")
     p.add_argument("-m", "--model", default="default", help="model name or .onnx path (default: default)")
     p.add_argument("--backend", choices=("pulse", "sounddevice", "pyaudio"), default="pulse",
-                   help="pulse (default: the native client), or sounddevice/pyaudio through PortAudio")
-    p.add_argument("--blocksize", type=int, default=256)
-    p.add_argument("--snr", type=float, default=0.0, help="voice-to-music ratio of the clip in dB (default 0)")
+                   help="pulse, the native client, or sounddevice/pyaudio through PortAudio")
+    p.add_argument("--blocksize", type=int, default=256, help="frames per callback, as 'deepiso live --blocksize'")
+    p.add_argument("--snr", type=float, default=0.0, help="voice-to-music ratio of the clip in dB")
     p.set_defaults(func=cmd_demo)

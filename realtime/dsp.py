@@ -7,7 +7,8 @@ so it *ends* with input sample ``(t+1)*hop - 1`` and exists as soon as that
 sample has arrived. A signal of ``N`` samples has ``N // hop`` frames.
 
 Synthesis is weighted overlap-add with the synthesis window that makes
-analysis followed by synthesis the identity (:func:`synthesis_window`). After
+analysis followed by synthesis the identity
+(:func:`~deepiso.realtime.windows.synthesis_window`). After
 frame ``t`` the synthesiser emits ``hop`` finished samples; the emitted stream
 ``s`` satisfies ``s[i] = x[i - (n_fft - hop)]`` for the identity, or
 ``s[i] = x[i - (synthesis_length - hop)]`` with a low-delay synthesis.
@@ -27,124 +28,14 @@ import numpy as np
 from rocket_fft import c2r, r2c
 
 from .frame import FrameSpec
+from .windows import analysis_window, synthesis_window
 
 # ----------------------------------------------------------------------------
 # Windows
 
 
-def make_window(name: str, n: int) -> np.ndarray:
-    """Periodic analysis window of length ``n`` as float32 (``(n,)``)."""
-    k = np.arange(n, dtype=np.float64)
-    if name == "hann":
-        w = 0.5 - 0.5 * np.cos(2 * np.pi * k / n)
-    elif name == "sqrt_hann":
-        w = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * k / n))
-    elif name == "hamming":
-        w = 0.54 - 0.46 * np.cos(2 * np.pi * k / n)
-    elif name == "blackman":
-        w = 0.42 - 0.5 * np.cos(2 * np.pi * k / n) + 0.08 * np.cos(4 * np.pi * k / n)
-    elif name == "rect":
-        w = np.ones(n)
-    else:
-        raise ValueError(f"unknown window {name!r}")
-    return w.astype(np.float32)
-
-
-def _overlap_add(x: np.ndarray, hop: int) -> np.ndarray:
-    """``x`` (float64) overlap-added with itself at every shift by a multiple of ``hop``, over its length."""
-    n = x.size
-    total = np.zeros(n)
-    for shift in range(-(n // hop) * hop, n, hop):
-        lo, hi = max(0, shift), min(n, n + shift)
-        if lo < hi:
-            total[lo:hi] += x[lo - shift : hi - shift]
-    return total
-
-
-def _window_energy(name: str, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Analysis window and the sum of its squares over all hop shifts (float64)."""
-    w = make_window(name, n_fft).astype(np.float64)
-    return w, _overlap_add(w**2, hop)
-
-
-def overlap_floor(name: str, n_fft: int, hop: int) -> float:
-    """Smallest overlapped window energy relative to the window's peak square.
-
-    Zero means some sample is never seen by a non-zero window weight, so the
-    signal cannot be reconstructed.
-    """
-    w, energy = _window_energy(name, n_fft, hop)
-    return float(energy.min() / max(w.max() ** 2, 1e-30))
-
-
-def _spectrum_scale(name: str, n_fft: int) -> float:
-    return 2.0 / float(make_window(name, n_fft).astype(np.float64).sum())
-
-
-def analysis_window(name: str, n_fft: int) -> np.ndarray:
-    """The window applied before the FFT, float32 ``(n_fft,)``.
-
-    It is the named window scaled by ``2 / sum(window)`` so that a sine of
-    amplitude A shows up with magnitude A in its bin, whatever ``n_fft``:
-    features stay O(1) and comparable across frame sizes.
-    """
-    w = make_window(name, n_fft).astype(np.float64) * _spectrum_scale(name, n_fft)
-    return w.astype(np.float32)
-
-
-#: The low-delay product window is the named window raised to this power (see :func:`synthesis_window`).
-#: Squared, it falls to zero sooner towards the frame's end, where the synthesis window divides by a small
-#: analysis window: on the validation set the shipped model (trained with the full synthesis) scores
-#: 5.4 / 4.7 / 3.2 dB at lengths 768 / 640 / 512 against 5.0 / 4.0 / 2.7 with the plain window; cubed, the same.
-LOW_DELAY_POWER = 2
-
-
-def _low_delay_product(name: str, hop: int, length: int) -> tuple[np.ndarray, float]:
-    """The named window of ``length`` samples to :data:`LOW_DELAY_POWER`, divided by its overlap-add at
-    ``hop`` (float64), and the overlap's minimum relative to the window's peak (0: never covered)."""
-    g = make_window(name, length).astype(np.float64) ** LOW_DELAY_POWER
-    ola = _overlap_add(g, hop)
-    floor = float(ola.min() / max(g.max(), 1e-30))
-    return g / np.maximum(ola, 1e-12), floor
-
-
-def low_delay_floor(name: str, n_fft: int, hop: int, length: int) -> float:
-    """How well a low-delay synthesis of ``length`` samples covers the signal (see
-    :func:`synthesis_window`): the smallest overlap of its windows relative to their peak, or 0 when
-    the analysis window vanishes where the synthesis window must divide by it."""
-    _, floor = _low_delay_product(name, hop, length)
-    tail = make_window(name, n_fft).astype(np.float64)[n_fft - length :]
-    return floor if tail.min() > 0.0 else 0.0
-
-
-def synthesis_window(name: str, n_fft: int, hop: int, length: int = 0) -> np.ndarray:
-    """Synthesis window for perfect reconstruction by weighted overlap-add; float32 ``(n_fft,)``.
-
-    ``length`` 0 (or ``n_fft``): the full window, ``w_s = w / sum_k w^2(n + k*hop)``, divided by
-    the analysis scale; the output is delayed by ``n_fft - hop``.
-
-    A shorter ``length`` gives a low-delay synthesis: ``w_s`` is zero but for the newest
-    ``length`` samples of the frame, where analysis times synthesis is the named window of
-    ``length`` samples, squared, normalised to overlap-add to one at ``hop`` (``w_s = g / w_a``
-    there). Each frame then only shapes its newest ``length`` samples, so a sample is finished
-    ``length - hop`` samples after it arrived, while the analysis (and the model's frequency resolution) still
-    spans ``n_fft``. The price is that ``w_s`` grows towards the frame's end, where the analysis
-    window is small (up to ``(n_fft / length)**2``-fold for a Hann window), so errors in the
-    processed spectrum weigh more there than with the full window.
-    """
-    if length in (0, n_fft):
-        w, energy = _window_energy(name, n_fft, hop)
-        ws = w / np.maximum(energy, 1e-12) / _spectrum_scale(name, n_fft)
-        return ws.astype(np.float32)
-    product, _ = _low_delay_product(name, hop, length)
-    analysis = make_window(name, n_fft).astype(np.float64) * _spectrum_scale(name, n_fft)
-    ws = np.zeros(n_fft)
-    ws[n_fft - length :] = product / np.maximum(analysis[n_fft - length :], 1e-30)
-    return ws.astype(np.float32)
-
-
 def spec_synthesis_window(spec: FrameSpec) -> np.ndarray:
-    """:func:`synthesis_window` of ``spec`` (its window, frame, hop and synthesis length)."""
+    """:func:`~deepiso.realtime.windows.synthesis_window` of ``spec`` (its window, frame, hop and synthesis length)."""
     return synthesis_window(spec.window, spec.n_fft, spec.hop, spec.synthesis_length)
 
 
@@ -174,6 +65,18 @@ def istft(frames: np.ndarray, spec: FrameSpec) -> np.ndarray:
     signal delayed by ``spec.synthesis_span - hop`` samples (``n_fft - hop``
     unless the synthesis is low-delay; see :func:`align`).
     """
+    n_frames = np.shape(frames)[-2]
+    skip = spec.n_fft - spec.synthesis_span  # the oldest samples of a frame that no synthesis window covers
+    return overlap_add(frames, spec)[..., skip : skip + n_frames * spec.hop]
+
+
+def overlap_add(frames: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """Every sample that ``frames`` ``(..., T, n_bins)`` synthesise, frame ``t`` starting at sample ``t * hop``.
+
+    Returns float32 ``(..., (T + ceil(n_fft / hop) - 1) * hop)``: :func:`istft` before it drops the
+    samples no synthesis window covers and the tail of the last frames. Summing the results of
+    consecutive runs of frames, each at ``hop`` times its first frame, gives the result of all of them.
+    """
     frames = np.asarray(frames)
     n_frames = frames.shape[-2]
     n_fft, hop = spec.n_fft, spec.hop
@@ -190,8 +93,7 @@ def istft(frames: np.ndarray, spec: FrameSpec) -> np.ndarray:
         seg = time[..., r * hop : (r + 1) * hop]
         view = out[..., r * hop : r * hop + n_frames * hop].reshape(lead + (n_frames, hop))
         view += seg
-    skip = n_fft - spec.synthesis_span  # the oldest samples of a frame that no synthesis window covers
-    return out[..., skip : skip + n_frames * hop]
+    return out
 
 
 def align(stream: np.ndarray, delay: int, length: int) -> np.ndarray:

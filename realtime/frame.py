@@ -13,7 +13,7 @@ becomes audio again:
   covers the newest ``synthesis_length`` samples of each frame, and the
   delay drops to ``synthesis_length - hop``. The analysis window and with it
   the frequency resolution the model sees stay the same (see
-  :func:`deepiso.realtime.dsp.synthesis_window`);
+  :func:`deepiso.realtime.windows.synthesis_window`);
 * ``features`` is the per-frame feature layout; ``"ri"`` is the report's
   doubling: the real parts of all ``n_fft // 2 + 1`` bins followed by their
   imaginary parts;
@@ -33,6 +33,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from .windows import low_delay_floor, overlap_floor
 
 #: Version of the serialised form. A reader refuses a newer one. Version 2
 #: added ``synthesis_length``; a spec with the full synthesis is still written
@@ -102,8 +104,6 @@ class FrameSpec:
             raise FrameSpecError(f"awareness of {self.context} frames is more than the 64 supported")
         # Perfect reconstruction needs the squared analysis window, shifted by
         # every multiple of hop, to cover each sample (weighted overlap-add).
-        from .dsp import overlap_floor  # local: dsp imports this module
-
         floor = overlap_floor(self.window, self.n_fft, self.hop)
         if floor < 1e-3:
             raise FrameSpecError(
@@ -116,8 +116,6 @@ class FrameSpec:
                 raise FrameSpecError(
                     f"synthesis_length must be 0 (the full n_fft) or from hop {self.hop} to below "
                     f"n_fft {self.n_fft}, got {self.synthesis_length}")
-            from .dsp import low_delay_floor
-
             floor = low_delay_floor(self.window, self.n_fft, self.hop, self.synthesis_length)
             if floor < 1e-3:
                 raise FrameSpecError(

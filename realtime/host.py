@@ -1,12 +1,6 @@
 """The plugin host: a chain of plugins run block by block inside an audio callback.
 
-A plugin is a small object (see :class:`Plugin`)::
-
-    configure(sample_rate, channels, max_block)   # allocate everything here
-    process(inp, out)                             # (n, channels) float32, n <= max_block; out may be inp
-    reset()                                       # zero the streaming state
-    latency_samples                               # delay it adds, samples at the host's rate
-
+Plugins and the chain that runs them are defined in :mod:`deepiso.realtime.chain`.
 :class:`Host` owns the chain and is what a backend calls from its audio
 callback. Real-time rules it keeps, and that plugins must keep too:
 
@@ -26,14 +20,16 @@ Everything the callback counts is read outside it with :meth:`Host.stats`.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+
+from .chain import Chain, PluginError, _plugin_name
+from .plugins.resample import Resample
 
 #: Samples beyond this magnitude are clipped and counted (+24 dBFS): real audio
 #: never gets there, a broken driver or a wild plugin does.
@@ -42,53 +38,6 @@ DEFAULT_LIMIT = 16.0
 #: device, a virtual microphone or a 16-bit call client cannot hold more, and a louder sample is a click,
 #: not a voice. Files keep the engine's range (a float stem may exceed 1).
 FULL_SCALE = 1.0
-
-#: A plugin that fails this many blocks in a row is bypassed until :meth:`Host.reset`.
-MAX_CONSECUTIVE_FAULTS = 32
-
-
-class PluginError(Exception):
-    """A plugin that cannot be created or configured as asked."""
-
-
-class Plugin:
-    """Base class for plugins (duck typing works too: only the four members matter).
-
-    Subclasses allocate their buffers in :meth:`configure`, never in
-    :meth:`process`. ``latency_samples`` is valid after :meth:`configure`, in
-    samples at the host's rate. ``native_rate`` (optional) is the sample rate
-    the plugin must run at; the host resamples around it when the device runs
-    at another rate.
-    """
-
-    name: str = "plugin"
-    latency_samples: int = 0
-    native_rate: int | None = None
-
-    def configure(self, sample_rate: int, channels: int, max_block: int, block_size: int | None = None) -> None:
-        """Prepare for blocks of at most ``max_block`` frames of ``channels`` channels.
-
-        ``block_size`` is a hint: when every block has exactly that many frames
-        (a device with a fixed block size), a plugin may use it to lower its
-        latency. ``None`` means blocks of any size.
-        """
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self.max_block = max_block
-
-    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
-        """Process ``inp`` into ``out``; both ``(n, channels)`` float32, ``out`` may be ``inp``."""
-        if out is not inp:
-            out[...] = inp
-
-    def reset(self) -> None:
-        """Zero all streaming state (the latency stays the same)."""
-
-    def connect(self, upstream: Sequence[object]) -> None:
-        """Called once after :meth:`configure` with the plugins before this one in its chain."""
-
-    def describe(self) -> str:
-        return self.name
 
 
 # ----------------------------------------------------------------------------
@@ -141,40 +90,6 @@ def _finish(src, dst, limit):  # pragma: no cover - compiled
     return nonfinite, clipped
 
 
-@numba.njit(cache=True, nogil=True)
-def fifo_push(fifo, level, data):  # pragma: no cover - compiled
-    """Append ``data`` (m, C) to ``fifo`` (C, cap) at ``level``; returns the samples that did not fit."""
-    n_ch, cap = fifo.shape
-    m = data.shape[0]
-    room = min(m, cap - level)
-    for c in range(n_ch):
-        for i in range(room):
-            fifo[c, level + i] = data[i, c]
-    return m - room
-
-
-@numba.njit(cache=True, nogil=True)
-def fifo_pop(fifo, level, out, count):  # pragma: no cover - compiled
-    """Move the first ``min(count, level)`` samples of ``fifo`` (C, cap) into ``out`` (n, C).
-
-    Missing samples are written as zeros. Returns how many were missing.
-    """
-    n_ch = fifo.shape[0]
-    have = min(count, level)
-    for c in range(n_ch):
-        for i in range(have):
-            out[i, c] = fifo[c, i]
-        for i in range(have, count):
-            out[i, c] = 0.0
-        for i in range(level - have):
-            fifo[c, i] = fifo[c, i + have]
-    return count - have
-
-
-# ----------------------------------------------------------------------------
-# Chain
-
-
 def compiled_kernels() -> int:
     """How many compiled signatures the engine's numba kernels hold now, over every loaded module.
 
@@ -191,119 +106,6 @@ def compiled_kernels() -> int:
             if isinstance(value, numba.core.registry.CPUDispatcher):
                 count += len(value.signatures)
     return count
-
-
-def _accepts_block_size(plugin: object) -> bool:
-    try:
-        params = inspect.signature(plugin.configure).parameters  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        return False
-    return "block_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _plugin_name(plugin: object) -> str:
-    return str(getattr(plugin, "name", type(plugin).__name__))
-
-
-@dataclass
-class _Slot:
-    plugin: object
-    name: str
-    mute_on_fault: bool = False
-    faults: int = 0
-    consecutive: int = 0
-    bypassed: bool = False
-    last_error: BaseException | None = None
-
-
-class Chain:
-    """Plugins run in order over ping-pong buffers, with per-plugin fault isolation.
-
-    ``process(inp, out)``: ``inp`` is read, ``out`` written, both ``(n, C)``
-    float32 with ``n <= max_block``; ``out`` may be ``inp``. The chain's
-    latency is the sum of its plugins' latencies.
-    """
-
-    def __init__(self, plugins: Iterable[object]) -> None:
-        self.slots = [_Slot(p, _plugin_name(p)) for p in plugins]
-        self.sample_rate = 0
-        self.channels = 0
-        self.max_block = 0
-        self._a = np.zeros((0, 0), np.float32)
-        self._b = np.zeros((0, 0), np.float32)
-
-    @property
-    def plugins(self) -> list[object]:
-        return [s.plugin for s in self.slots]
-
-    def configure(self, sample_rate: int, channels: int, max_block: int, block_size: int | None = None) -> None:
-        self.sample_rate, self.channels, self.max_block = sample_rate, channels, max_block
-        self._a = np.zeros((max_block, channels), np.float32)
-        self._b = np.zeros((max_block, channels), np.float32)
-        for i, slot in enumerate(self.slots):
-            p = slot.plugin
-            try:
-                if _accepts_block_size(p):
-                    p.configure(sample_rate, channels, max_block, block_size=block_size)  # type: ignore[attr-defined]
-                else:
-                    p.configure(sample_rate, channels, max_block)  # type: ignore[attr-defined]
-                connect = getattr(p, "connect", None)
-                if connect is not None:
-                    connect([s.plugin for s in self.slots[:i]])
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(f"plugin {slot.name!r} cannot run at {sample_rate} Hz, {channels} channel(s), "
-                                  f"blocks up to {max_block}: {exc}") from exc
-            # A plugin with latency outputs silence on a fault so that its timing never jumps.
-            slot.mute_on_fault = int(getattr(p, "latency_samples", 0) or 0) > 0
-            slot.faults = slot.consecutive = 0
-            slot.bypassed = False
-            slot.last_error = None
-
-    @property
-    def latency_samples(self) -> int:
-        return sum(int(getattr(s.plugin, "latency_samples", 0) or 0) for s in self.slots)
-
-    def reset(self) -> None:
-        for slot in self.slots:
-            slot.consecutive = 0
-            slot.bypassed = False
-            try:
-                slot.plugin.reset()  # type: ignore[attr-defined]
-            except Exception as exc:  # noqa: BLE001 - counted, never raised into the callback
-                slot.faults += 1
-                slot.last_error = exc
-
-    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
-        n = inp.shape[0]
-        src = inp
-        spare_a, spare_b = self._a[:n], self._b[:n]
-        for slot in self.slots:
-            if slot.bypassed:
-                continue
-            dst = spare_a if src is not spare_a else spare_b
-            try:
-                slot.plugin.process(src, dst)  # type: ignore[attr-defined]
-                slot.consecutive = 0
-            except Exception as exc:  # noqa: BLE001 - the callback must survive any plugin
-                slot.faults += 1
-                slot.consecutive += 1
-                slot.last_error = exc
-                if slot.mute_on_fault:
-                    dst.fill(0.0)
-                else:
-                    dst[...] = src
-                try:
-                    slot.plugin.reset()  # type: ignore[attr-defined]
-                except Exception as exc2:  # noqa: BLE001
-                    slot.last_error = exc2
-                    slot.bypassed = True
-                if slot.consecutive >= MAX_CONSECUTIVE_FAULTS:
-                    slot.bypassed = True
-            src = dst
-        if src is not out:
-            out[...] = src
 
 
 # ----------------------------------------------------------------------------
@@ -375,8 +177,6 @@ class Host:
             raise PluginError(f"plugins need different sample rates {sorted(rates)}; one chain runs at one rate")
         self.resampler = None
         if rates and (rate := rates.pop()) != sample_rate:
-            from .plugins.resample import Resample
-
             self.resampler = Resample(rate, plugins, quality=resample_quality)
             plugins = [self.resampler]
         self.chain = Chain(plugins)
@@ -502,14 +302,22 @@ class Host:
         return (f"{names} at {self.sample_rate} Hz, {self.channels} ch, "
                 f"latency {self.latency_samples} samples = {self.latency_ms:.2f} ms")
 
-    def run_offline(self, x: np.ndarray, block: int | None = None) -> np.ndarray:
-        """Process a whole ``(samples, channels)`` signal, in blocks of ``block`` (default: max_block).
+    def run_offline(self, x: np.ndarray, block: int | None = None, flush: bool = False) -> np.ndarray:
+        """Process a whole ``(samples, channels)`` signal as a device would hand it over, as fast as it goes.
 
-        Returns the output, the same shape, delayed by :attr:`latency_samples`.
+        Blocks of ``block`` samples (default: the fixed block size, else ``max_block``). Without
+        ``flush`` the output has the input's shape and comes :attr:`latency_samples` late. With
+        ``flush``, zeros follow the signal in whole blocks until its last sample is out, and the
+        output is time-aligned with ``x``: the latency is taken off.
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
+        step = block or self.block_size or self.max_block
+        lat = self.latency_samples if flush else 0
+        n = x.shape[0]
+        if flush:
+            size = -(-(n + lat) // step) * step
+            x = np.concatenate([x, np.zeros((size - n, x.shape[1]), np.float32)])
         out = np.empty_like(x)
-        step = block or self.max_block
         for a in range(0, x.shape[0], step):
             self.process(x[a : a + step], out[a : a + step])
-        return out
+        return out[lat : lat + n]

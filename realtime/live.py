@@ -60,7 +60,7 @@ def _err(command: str, message: str) -> None:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .backends import DeviceError, portaudio_devices, pulse_devices, pulse_running, refresh_portaudio
+    from .devices import DeviceError, portaudio_devices, pulse_devices, pulse_running, refresh_portaudio
 
     try:
         if args.backend == "sounddevice":
@@ -173,9 +173,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from .backends import ArrayStream, DeviceError, open_stream, pick_backend, resolve_device
-    from .host import DEFAULT_LIMIT, FULL_SCALE, Host, PluginError
+    from .chain import PluginError
+    from .devices import DeviceError, resolve_device
+    from .host import DEFAULT_LIMIT, FULL_SCALE, Host
     from .quiet import LibraryOutput
+    from .streams import ArrayStream, open_stream, pick_backend
     from .virtual_device import RouteWarmer, needs_warmup
 
     if args.blocksize is not None and not 16 <= args.blocksize <= 16384:
@@ -319,63 +321,125 @@ def cmd_live(args: argparse.Namespace) -> int:
 # separate
 
 
+class _Progress:
+    """A progress line on stderr that every other message ends first, so none is glued to it."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.open = False
+        self._last = 0.0
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.quiet or not (force or now - self._last > 0.5):
+            return
+        self._last = now
+        print(f"\r{text}", end="", file=sys.stderr, flush=True)
+        self.open = True
+
+    def say(self, message: str) -> None:
+        """A whole line (an error, a warning, a result) after the progress line, never inside it."""
+        if self.open:
+            print(file=sys.stderr)
+            self.open = False
+        print(message, file=sys.stderr, flush=True)
+
+
+def _writable_folder(folder: Path) -> str | None:
+    """Why stems cannot be written under ``folder`` (created if missing), or ``None`` when they can."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deepiso-write-test-"):
+            pass
+    except OSError as exc:
+        return f"{folder}: cannot write stems there ({exc.strerror or exc})"
+    return None
+
+
+def _write_stems(target: Path, stems: dict[str, Any], rate: int, fmt: str) -> None:
+    """Write every stem into ``target`` so that all of them appear, or none (``OSError``/``AudioFileError``)."""
+    import os
+    import shutil
+    import tempfile
+
+    from .audio_io import write_audio
+
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target, prefix=".deepiso-stems-"))
+    try:
+        for stem, audio in stems.items():
+            write_audio(staging / f"{stem}.{fmt}", audio, rate)
+        for stem in stems:
+            os.replace(staging / f"{stem}.{fmt}", target / f"{stem}.{fmt}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def cmd_separate(args: argparse.Namespace) -> int:
-    import numpy as np
+    from .audio_io import AudioFileError, read_audio
+    from .chain import PluginError
+    from .separator import Separator
 
-    from .audio_io import AudioFileError, read_audio, resample, write_audio
-    from .host import Host, PluginError
-
+    try:
+        separator = Separator(args.model, synthesis_length=args.synthesis_length,
+                              **({} if args.floor is None else {"floor_dbfs": args.floor}))
+    except PluginError as exc:
+        _err("separate", str(exc))
+        return 2
     out_dir = Path(args.output_dir)
+    problem = _writable_folder(out_dir)
+    if problem:
+        _err("separate", problem)
+        return 2
+    line = _Progress(args.quiet)
     failures = 0
-    isolator = None
+    names: set[str] = set()
     for path in args.files:
+        name = Path(path).stem
+        target = out_dir / name
+        files = [target / f"{stem}.{args.format}" for stem in STEM_NAMES]
+        if name in names:
+            line.say(f"deepiso separate: {path}: another input of this run is also named {name!r}; its stems "
+                     f"would land in the same folder {target}/ (skipped)")
+            failures += 1
+            continue
+        names.add(name)
+        existing = [f.name for f in files if f.exists()]
+        if existing and not args.overwrite:
+            line.say(f"deepiso separate: {target}/ already holds {', '.join(existing)}; use --overwrite to "
+                     "replace them (skipped)")
+            failures += 1
+            continue
         try:
             x, rate = read_audio(path)
         except AudioFileError as exc:
-            _err("separate", str(exc))
+            line.say(f"deepiso separate: {exc}")
             failures += 1
             continue
-        channels = x.shape[1]
+        needed = -(-separator.min_samples * rate // separator.rate)
+        if x.shape[0] < needed:
+            line.say(f"deepiso separate: {path}: {x.shape[0]} sample(s) at {rate} Hz is shorter than one analysis "
+                     f"frame of the model ({separator.min_samples} samples at {separator.rate} Hz = "
+                     f"{1000 * separator.min_samples / separator.rate:.1f} ms): nothing to separate (skipped)")
+            failures += 1
+            continue
+        t0 = time.monotonic()
+        stems = separator.separate(x, rate, progress=lambda done, total, name=name: line.show(
+            f"{name}: {100 * done / total:5.1f}%", done == total))
+        if stems.nonfinite:
+            line.say(f"deepiso separate: warning: {path}: {stems.nonfinite} of {x.size} samples are not finite "
+                     "(NaN or infinite); they were taken as silence")
         try:
-            if isolator is None or isolator.channels != channels:
-                isolator = _isolator(args.model, channels, args.floor, args.synthesis_length)
-            model_rate = isolator.spec.sample_rate
-            host = Host([isolator], model_rate, channels, max_block=args.blocksize, block_size=args.blocksize)
-        except PluginError as exc:
-            _err("separate", str(exc))
-            return 2
-        y = resample(x, rate, model_rate) if rate != model_rate else x
-        lat = host.latency_samples
-        # Feed the latency's worth of zeros after the file so its end comes out too.
-        y = np.concatenate([y, np.zeros((lat, channels), np.float32)])
-        vocals = np.empty_like(y)
-        inst = np.empty_like(y)
-        name = Path(path).stem
-        t0 = last = time.monotonic()
-        block = args.blocksize
-        for a in range(0, y.shape[0], block):
-            b = min(y.shape[0], a + block)
-            host.process(y[a:b], vocals[a:b])
-            inst[a:b] = isolator.stems()[1]
-            now = time.monotonic()
-            if not args.quiet and (now - last > 0.5 or b == y.shape[0]):
-                last = now
-                print(f"\r{name}: {100 * b / y.shape[0]:5.1f}%", end="", file=sys.stderr, flush=True)
-        stems = {"vocals": vocals[lat:], "instrumental": inst[lat:]}
-        target = out_dir / name
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-            for stem, audio in stems.items():
-                audio = resample(audio, model_rate, rate) if rate != model_rate else audio
-                write_audio(target / f"{stem}.{args.format}", audio[: x.shape[0]], rate)
+            _write_stems(target, {"vocals": stems.vocals, "instrumental": stems.instrumental}, rate, args.format)
         except (OSError, AudioFileError) as exc:
-            _err("separate", f"{target}: cannot write stems: {exc}")
+            line.say(f"deepiso separate: {target}: cannot write stems: {exc}")
             failures += 1
             continue
         if not args.quiet:
-            seconds = x.shape[0] / rate
-            print(f"\r{name}: done, {seconds:.1f} s of audio in {time.monotonic() - t0:.1f} s → {target}/",
-                  file=sys.stderr)
+            line.say(f"{name}: done, {x.shape[0] / rate:.1f} s of audio in {time.monotonic() - t0:.1f} s "
+                     f"→ {target}/")
     return 1 if failures else 0
 
 
@@ -385,7 +449,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
 def cmd_virtual_mic(args: argparse.Namespace) -> int:
     from . import virtual_device as vd
-    from .backends import DeviceError
+    from .devices import DeviceError
 
     try:
         if args.action == "up":
@@ -428,57 +492,91 @@ def _isolator(model: str, channels: int, floor_db: float | None, synthesis_lengt
 def add_parsers(sub: Any) -> None:
     """Add the live sub-commands to the ``deepiso`` parser's sub-parsers."""
     backends = ("auto", "pulse", "sounddevice", "pyaudio")
-    p = sub.add_parser("devices", help="list audio inputs and outputs")
+    p = sub.add_parser("devices", help="list audio inputs and outputs",
+                       epilog="examples:\n"
+                              "  deepiso devices                     # PortAudio devices and PulseAudio sinks/sources\n"
+                              "  deepiso devices --backend pyaudio\n"
+                              "  deepiso live -i 2 -o 5              # use the devices numbered 2 and 5\n")
     p.add_argument("--backend", choices=("sounddevice", "pyaudio"), default="sounddevice",
                    help="whose PortAudio device list to show (default: sounddevice)")
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("live", help="isolate the voice live, from a microphone or call to a device or virtual mic")
+    p = sub.add_parser("live", help="isolate the voice live, from a microphone or call to a device or virtual mic",
+                       epilog="examples:\n"
+                              "  deepiso virtual-mic up && deepiso live -o deepiso   # the voice, alone, "
+                              "into the 'deepiso' microphone\n"
+                              "  deepiso live                                  # default microphone to default "
+                              "output\n"
+                              "  deepiso live -i 2 -o 5 --latency high         # devices from 'deepiso devices', "
+                              "more buffering\n"
+                              "  deepiso live --mix karaoke                    # the music without the voice\n"
+                              "  deepiso live --backend file -i song.wav -o voice.wav --fast --align\n"
+                              "  deepiso latency                               # what the delay is made of\n")
     p.add_argument("--input", "-i", default=None, help="input device: number, name, PulseAudio source (or FILE "
                    "with --backend file)")
     p.add_argument("--output", "-o", default=None, help="output device: number, name, PulseAudio sink, 'deepiso' "
                    "for the virtual microphone (or FILE with --backend file)")
     p.add_argument("--model", "-m", default="default", help="model name or .onnx path; 'none' = pass-through")
     p.add_argument("--mix", default="vocals", help="vocals | karaoke | instrumental | mixture | 'VOCALS_DB,INSTR_DB'")
-    p.add_argument("--blocksize", type=int, default=256, help="frames per callback (0 = variable; default 256)")
+    p.add_argument("--blocksize", type=int, default=256, help="frames per callback (0 = variable)")
     p.add_argument("--latency", default="low", metavar="low|high|MS",
-                   help="output buffering: low (default; pulse: two blocks and at least 12 ms), high, or "
+                   help="output buffering: low (pulse: two blocks and at least 12 ms), high, or "
                         "milliseconds; longer buffers survive a busier machine at that much more delay")
     p.add_argument("--resync", type=float, default=0.0, metavar="S",
                    help="sounddevice/pyaudio: after an xrun, restart the stream once S seconds pass without "
-                        "another (0.3 is good), winning back the delay an underflow adds; 0 = never (default). "
+                        "another (0.3 is good), winning back the delay an underflow adds; 0 = never. "
                         "The pulse backend holds its delay by itself")
     p.add_argument("--backend", choices=(*backends, "file"), default="auto",
-                   help="auto (default): pulse, the native PulseAudio/PipeWire client, where a server runs, "
+                   help="auto: pulse, the native PulseAudio/PipeWire client, where a server runs, "
                         "else sounddevice; pyaudio; file (--input/--output are files)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show what the audio libraries print (otherwise counted in the status line)")
     p.add_argument("--samplerate", type=int, default=None, help="device rate (default: the model's rate)")
-    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--channels", type=int, default=1, help="channels processed (each on its own)")
     p.add_argument("--gain", type=float, default=0.0, help="output gain in dB")
     p.add_argument("--gate", type=float, default=None, help="noise gate threshold in dBFS (default: off)")
     _add_isolator_arguments(p)
-    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: run until Ctrl-C)")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.add_argument("--fast", action="store_true", help="file backend: as fast as possible, not in real time")
     p.add_argument("--align", action="store_true", help="file backend: remove the latency from the output file")
-    p.add_argument("--stats-json", default=None, help="write the final statistics as JSON to this file")
+    p.add_argument("--stats-json", default=None, metavar="FILE",
+                   help="write the final statistics as JSON to this file (default: none written)")
     p.set_defaults(func=_live_entry)
 
-    p = sub.add_parser("separate", help="split files into vocals and instrumental stems with the live engine")
-    p.add_argument("files", nargs="+")
+    p = sub.add_parser("separate", help="split files into vocals and instrumental stems with the live engine's model",
+                       epilog="Stereo and multichannel files are separated once, from the mean of their channels, and "
+                              "the estimate is applied to each channel. Existing stems are kept unless --overwrite "
+                              "is given.\n\n"
+                              "examples:\n"
+                              "  deepiso separate song.mp3 -o stems            # stems/song/vocals.wav, "
+                              "stems/song/instrumental.wav\n"
+                              "  deepiso separate *.flac -o stems --format flac\n"
+                              "  deepiso separate take.wav -o stems --overwrite  # replace the stems of a "
+                              "former run\n"
+                              "  deepiso separate talk.wav -o out --floor -60  # quieter than -60 dBFS is "
+                              "silence\n")
+    p.add_argument("files", nargs="+", help="audio files to split (anything ffmpeg or soundfile reads)")
     p.add_argument("-o", "--output-dir", required=True, help="stems go to DIR/NAME/{vocals,instrumental}.EXT")
-    p.add_argument("--model", "-m", default="default")
-    p.add_argument("--blocksize", type=int, default=4096)
+    p.add_argument("--model", "-m", default="default", help="model name or .onnx path (see: deepiso models)")
     _add_isolator_arguments(p)
-    p.add_argument("--format", choices=("wav", "flac"), default="wav")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--format", choices=("wav", "flac"), default="wav", help="format of the stems")
+    p.add_argument("--overwrite", action="store_true", help="replace stems that a former run left in DIR/NAME/")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_separate)
 
-    p = sub.add_parser("virtual-mic", help="create/remove a 'deepiso' microphone for call apps (PulseAudio/PipeWire)")
-    p.add_argument("action", choices=("up", "down", "status"))
-    p.add_argument("--samplerate", type=int, default=48_000)
-    p.add_argument("--channels", type=int, default=1)
+    p = sub.add_parser("virtual-mic", help="create/remove a 'deepiso' microphone for call apps (PulseAudio/PipeWire)",
+                       epilog="examples:\n"
+                              "  deepiso virtual-mic up        # then choose 'deepiso' as the microphone in the "
+                              "call app\n"
+                              "  deepiso live -o deepiso       # and feed it the isolated voice\n"
+                              "  deepiso virtual-mic status\n"
+                              "  deepiso virtual-mic down\n")
+    p.add_argument("action", choices=("up", "down", "status"),
+                   help="up: create it (or keep it); down: remove it; status: say whether it is up")
+    p.add_argument("--samplerate", type=int, default=48_000, help="rate of the virtual microphone")
+    p.add_argument("--channels", type=int, default=1, help="channels of the virtual microphone")
     p.set_defaults(func=cmd_virtual_mic)
 
 

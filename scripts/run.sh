@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh" engine
 cd "$ROOT"
 if [ -z "${DEEPISO_DEMO:-}" ] && .venv/bin/python -c \
-    "import sys; from deepiso.realtime.backends import pulse_running; sys.exit(0 if pulse_running() else 1)"; then
+    "import sys; from deepiso.realtime.devices import pulse_running; sys.exit(0 if pulse_running() else 1)"; then
   .venv/bin/deepiso virtual-mic up
   exec .venv/bin/deepiso live --output deepiso "$@"
 fi

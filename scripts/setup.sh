@@ -42,18 +42,26 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-# constraints.txt pins the CPU build of PyTorch
-if ! .venv/bin/python -m pip install -q -c constraints.txt -e ".[$EXTRAS]" >.venv/pip.log 2>&1; then
-  grep -v "is ignored: it is neither a file nor a directory" .venv/pip.log >&2
-  echo "setup failed: pip could not install the project (log: .venv/pip.log)" >&2
-  exit 1
-fi
-if [ "$MODE" = "dev" ] && ! .venv/bin/python -m pip show -q openunmix >/dev/null 2>&1; then
-  # Open-Unmix (a quality-benchmark peer) declares torchaudio, which has no build for
-  # the pinned torch; its model code needs only torch, so it is installed without it.
-  .venv/bin/python -m pip install -q --no-deps "openunmix==1.3.0" >>.venv/pip.log 2>&1 || {
-    echo "setup failed: could not install openunmix (log: .venv/pip.log)" >&2; exit 1; }
+# pip runs only when what it installs from changed: the stamp holds a hash of the
+# dependency files and the mode, and is written after a complete install.
+STAMP=".venv/.deepiso-setup-$MODE"
+WANT="$(cat setup.cfg pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -d' ' -f1) $MODE $EXTRAS"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || [ ! -x .venv/bin/deepiso ]; then
+  rm -f "$STAMP"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  # constraints.txt pins the CPU build of PyTorch
+  if ! .venv/bin/python -m pip install -q -c constraints.txt -e ".[$EXTRAS]" >.venv/pip.log 2>&1; then
+    grep -v "is ignored: it is neither a file nor a directory" .venv/pip.log >&2
+    echo "setup failed: pip could not install the project (log: .venv/pip.log)" >&2
+    exit 1
+  fi
+  if [ "$MODE" = "dev" ] && ! .venv/bin/python -m pip show -q openunmix >/dev/null 2>&1; then
+    # Open-Unmix (a quality-benchmark peer) declares torchaudio, which has no build for
+    # the pinned torch; its model code needs only torch, so it is installed without it.
+    .venv/bin/python -m pip install -q --no-deps "openunmix==1.3.0" >>.venv/pip.log 2>&1 || {
+      echo "setup failed: could not install openunmix (log: .venv/pip.log)" >&2; exit 1; }
+  fi
+  echo "$WANT" > "$STAMP"
 fi
 .venv/bin/python -c "import deepiso.realtime" || {
   echo "setup failed: the project does not import" >&2; exit 1; }

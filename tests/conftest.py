@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deepiso.realtime.frame import FrameSpec
-from deepiso.realtime.virtual_device import BUS_MAP, PULSE_RATE, private_pulse  # noqa: F401 - used by the live tests
+from deepiso.testing.pulse_server import BUS_MAP, PULSE_RATE, private_pulse  # noqa: F401 - used by the live tests
 
 
 class StandInModel:
@@ -115,8 +113,7 @@ def allocation_growth():
 @pytest.fixture
 def tiny_saved_set(tmp_path):
     """A saved evaluation set (quality.py --save-set) of 2 s items at 16 kHz drawn from a synthetic corpus."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import evalset
+    from benchmarks import evalset
 
     corpus = tmp_path / "corpus"
     evalset.make_synthetic_corpus(corpus, splits=("valid", "test"), files_per_kind=2, seconds=3.0, rate=16000,

@@ -1,4 +1,4 @@
-"""The DSP benchmark runs and writes the numbers the README quotes."""
+"""The DSP benchmark runs and writes the numbers docs/frame-contract.md quotes."""
 
 import json
 import subprocess
@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_dsp_benchmark_writes_json(tmp_path):
     out = tmp_path / "dsp.json"
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dsp.py"), "--hops", "200", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.dsp", "--hops", "200", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     data = json.loads(out.read_text())
     rows = {(r["n_fft"], r["hop"], r["channels"]): r for r in data["rows"]}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepiso.realtime import dsp
+from deepiso.realtime import dsp, windows
 from deepiso.realtime.frame import FrameSpec
 
 CONFIGS = [(1024, 256), (2048, 512), (512, 128)]
@@ -164,8 +164,8 @@ def test_synthesis_window_gives_unit_overlap():
         for n_fft, hop in CONFIGS:
             if window == "rect" and hop != n_fft // 4:
                 continue
-            wa = dsp.analysis_window(window, n_fft).astype(np.float64)
-            ws = dsp.synthesis_window(window, n_fft, hop).astype(np.float64)
+            wa = windows.analysis_window(window, n_fft).astype(np.float64)
+            ws = windows.synthesis_window(window, n_fft, hop).astype(np.float64)
             total = np.zeros(n_fft * 3)
             for start in range(0, 2 * n_fft + 1, hop):
                 total[start:start + n_fft] += wa * ws
@@ -175,21 +175,21 @@ def test_synthesis_window_gives_unit_overlap():
 @pytest.mark.parametrize("window", WINDOWS + ["rect"])
 @pytest.mark.parametrize("n_fft,hop,length", [(1024, 256, 512), (1024, 256, 768), (512, 128, 384), (2048, 512, 1024)])
 def test_low_delay_synthesis_gives_unit_overlap_on_the_newest_samples_only(window, n_fft, hop, length):
-    wa = dsp.analysis_window(window, n_fft).astype(np.float64)
-    ws = dsp.synthesis_window(window, n_fft, hop, length).astype(np.float64)
+    wa = windows.analysis_window(window, n_fft).astype(np.float64)
+    ws = windows.synthesis_window(window, n_fft, hop, length).astype(np.float64)
     assert not ws[: n_fft - length].any() and ws[n_fft - length + 1 :].min() > 0
     total = np.zeros(n_fft * 3)
     for start in range(0, 2 * n_fft + 1, hop):
         total[start:start + n_fft] += wa * ws
     np.testing.assert_allclose(total[n_fft:2 * n_fft], 1.0, atol=1e-5)
     # on them, analysis times synthesis is the squared window of that length, divided by its overlap-add
-    g = dsp.make_window(window, length).astype(np.float64) ** 2
+    g = windows.make_window(window, length).astype(np.float64) ** 2
     ola = sum(np.roll(np.pad(g, (0, length)), k * hop)[:length] + np.roll(np.pad(g, (length, 0)), -k * hop)[length:]
               for k in range(1, length // hop + 1)) + g
     np.testing.assert_allclose((wa * ws)[n_fft - length:], g / ola, atol=1e-6)
-    full = dsp.synthesis_window(window, n_fft, hop)
+    full = windows.synthesis_window(window, n_fft, hop)
     assert ws.max() > full.max()  # the price: the newest samples of a frame are weighted up
-    np.testing.assert_array_equal(dsp.synthesis_window(window, n_fft, hop, n_fft), full)
+    np.testing.assert_array_equal(windows.synthesis_window(window, n_fft, hop, n_fft), full)
 
 
 def test_a_low_delay_synthesis_the_window_cannot_cover_is_refused():

@@ -233,8 +233,8 @@ def test_register_refuses_foreign_files(tmp_path):
 
 def test_step_speed_benchmark_runs(tmp_path):
     out = tmp_path / "speed.json"
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_speed.py"), "--configs", "tiny-test",
-                          "--frames", "200", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.step_speed", "--configs", "tiny-test",
+                          "--frames", "200", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     rows = json.loads(out.read_text())["rows"]
     assert {(r["config"], r["precision"]) for r in rows} == {("tiny-test", "fp32"), ("tiny-test", "int8")}
@@ -244,9 +244,10 @@ def test_step_speed_benchmark_runs(tmp_path):
 
 
 def test_a_low_delay_look_ahead_network_exports_and_the_engine_streams_it_like_offline(tmp_path):
-    from deepiso.export.quantize import separate
     from deepiso.realtime.host import Host
     from deepiso.realtime.plugins.isolator import Isolator
+    from deepiso.realtime.separator import Separator
+    from deepiso.train.model import TorchSequence
     from deepiso.train.reframe import reframe
 
     base = tiny_net()
@@ -259,8 +260,7 @@ def test_a_low_delay_look_ahead_network_exports_and_the_engine_streams_it_like_o
     assert model.spec == net.spec and model.spec.latency_samples(64) == 128
     x = (0.3 * synthetic_signal(net.spec, 120, channels=1, seed=4)).astype(np.float32)  # (1, N)
     # offline, as the exporter's int8 check and the quality benchmark run it
-    with torch.no_grad():
-        offline = separate(net.spec, lambda inp: net(torch.from_numpy(inp))[0].numpy(), x)[0]
+    offline = Separator(TorchSequence(net)).vocals(x[0])
     host = Host([Isolator(str(tmp_path / "low.onnx"), channels=1)], net.spec.sample_rate, 1, max_block=64)
     out = np.zeros((x.shape[1], 1), np.float32)
     for i in range(0, x.shape[1] - 63, 64):
@@ -272,6 +272,14 @@ def test_a_low_delay_look_ahead_network_exports_and_the_engine_streams_it_like_o
     # onnxruntime against PyTorch (within 1e-4 per mask value), weighted up at a frame's end by the synthesis
     np.testing.assert_allclose(out[lat : lat + n, 0], offline[:n], atol=3e-4)
     # an all-pass mask gives the mixture back, aligned: the delay the synthesis adds is taken off
-    ones = separate(net.spec, lambda inp: np.ones(inp.shape[:-1] + (net.spec.n_bins,), np.float32), x)
-    usable = (x.shape[1] // 64) * 64 - net.spec.synthesis_span
-    np.testing.assert_allclose(ones[0, :usable], x[0, :usable], atol=1e-5)
+    class AllPass:
+        spec = net.spec
+
+        def reset(self) -> None:
+            pass
+
+        def run_sequence(self, inp: np.ndarray) -> np.ndarray:
+            return np.ones(inp.shape[:-1] + (net.spec.n_bins,), np.float32)
+
+    ones = Separator(AllPass()).vocals(x[0])
+    np.testing.assert_allclose(ones, x[0], atol=1e-5)  # to the last sample

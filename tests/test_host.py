@@ -7,9 +7,9 @@ import pytest
 from conftest import StandInModel, standin_loader
 
 from deepiso.realtime import dsp
-from deepiso.realtime.backends import run_array
+from deepiso.realtime.chain import MAX_CONSECUTIVE_FAULTS, Plugin, PluginError
 from deepiso.realtime.frame import FrameSpec
-from deepiso.realtime.host import MAX_CONSECUTIVE_FAULTS, Host, Plugin, PluginError
+from deepiso.realtime.host import Host
 from deepiso.realtime.onnx_model import load_model
 from deepiso.realtime.plugins.basic import Gain, Gate, Meter, Mix
 from deepiso.realtime.plugins.isolator import Isolator
@@ -170,7 +170,7 @@ def test_fixed_block_size_lowers_latency_and_stays_exact():
     x = _signal(8_000, 1, spec.sample_rate, seed=5)
     host = Host([Isolator("tiny-test", channels=1)], spec.sample_rate, 1, block_size=128)
     assert host.latency_samples == spec.n_fft - spec.hop + spec.future_frames * spec.hop  # gcd(128, 64) = hop
-    out = run_array(host, x, blocksize=128, flush=True)
+    out = host.run_offline(x, 128, flush=True)
     # The offline reference stops at the last whole frame; the stream goes on.
     valid = x.shape[0] - host.latency_samples
     np.testing.assert_allclose(out[:valid], _offline_vocals(model, spec, x)[:valid], atol=1e-4, rtol=0)
@@ -204,7 +204,7 @@ def test_model_rate_differs_from_device_rate_resampled_with_reported_latency():
     spectrum = np.fft.rfft(noise)
     spectrum[int(6000 / 24000 * spectrum.size):] = 0
     x = (0.3 * np.fft.irfft(spectrum, noise.size)).astype(np.float32)[:, None]
-    out = run_array(host, x, blocksize=256, flush=False)
+    out = host.run_offline(x, 256)
     corr = np.correlate(out[:, 0], x[:48_000, 0], mode="valid")
     assert abs(int(np.argmax(corr)) - host.latency_samples) <= 2
     lat = host.latency_samples

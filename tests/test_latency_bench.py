@@ -1,15 +1,10 @@
 """The latency benchmark's soak bookkeeping: the machine's CPU times and the xrun timeline."""
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import latency  # noqa: E402
+from benchmarks import latency
 
 HZ = os.sysconf("SC_CLK_TCK")
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.live import RATE, delays
 
-from benchmarks.live import RATE, delays  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(path: Path, inp: np.ndarray, out: np.ndarray) -> Path:

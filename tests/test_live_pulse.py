@@ -19,11 +19,14 @@ import numpy as np
 import pytest
 from conftest import PULSE_RATE
 
-from deepiso.realtime.backends import DeviceError, open_stream, suggested_latency
-from deepiso.realtime.host import Host, Plugin
+from deepiso.realtime.chain import Plugin
+from deepiso.realtime.devices import DeviceError
+from deepiso.realtime.host import Host
 from deepiso.realtime.plugins.basic import Gain, Meter, Mix
 from deepiso.realtime.plugins.isolator import Isolator
-from deepiso.realtime.virtual_device import RouteWarmer, chirp, chirp_lags, chirp_signal, garbage_samples
+from deepiso.realtime.streams import open_stream, suggested_latency
+from deepiso.realtime.virtual_device import RouteWarmer
+from deepiso.testing.chirps import chirp, chirp_lags, chirp_signal, garbage_samples
 
 #: Allowance for the server's own buffering on the way in and out (pacat → bus → parec).
 SERVER_SLACK_S = 0.030
@@ -117,7 +120,7 @@ class Staller(Plugin):
 
 
 def test_resync_waits_for_quiet_and_never_storms():
-    from deepiso.realtime.backends import RESYNC_GRACE_S, RESYNC_MIN_INTERVAL_S, LiveStream
+    from deepiso.realtime.streams import RESYNC_GRACE_S, RESYNC_MIN_INTERVAL_S, LiveStream
 
     class Fake(LiveStream):
         can_restart = True
@@ -317,7 +320,7 @@ def test_devices_lists_pulse_inputs_and_outputs(pulse):
 def test_devices_through_the_pulse_plugin_get_the_server_latency(pulse, monkeypatch):
     # The server's buffering is set per stream (PULSE_LATENCY_MSEC, read each time the plugin connects):
     # for the server's default devices as for named ones, and for nothing else.
-    from deepiso.realtime.backends import Endpoint, _pulse_env, resolve_device
+    from deepiso.realtime.devices import Endpoint, _pulse_env, resolve_device
 
     monkeypatch.delenv("PULSE_LATENCY_MSEC", raising=False)
     default_in, named_out = resolve_device(None, "input"), resolve_device("iso_out", "output")
@@ -343,7 +346,7 @@ def test_devices_through_the_pulse_plugin_get_the_server_latency(pulse, monkeypa
 ])
 def test_the_alsa_buffer_stays_small_where_the_server_holds_the_latency(wanted, block, rate, through_pulse,
                                                                         expected):
-    from deepiso.realtime.backends import alsa_latency
+    from deepiso.realtime.streams import alsa_latency
 
     got = alsa_latency(wanted, block, rate, through_pulse)
     assert got == (pytest.approx(expected) if isinstance(expected, float) else expected)
@@ -360,7 +363,7 @@ def test_audio_helper_threads_get_real_time_priority_once():
     # process; the real-time callback waits on them, so they must not sit behind ordinary work.
     import threading
 
-    from deepiso.realtime.backends import raise_helper_threads
+    from deepiso.realtime.priority import raise_helper_threads
 
     done = threading.Event()
     named = threading.Barrier(3)  # both workers renamed, and the test thread

@@ -1,16 +1,11 @@
 """The onset benchmark: phases over a hop, lock-in counting, the 48 kHz round trip, one real run."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import onset  # noqa: E402
+from benchmarks import onset
 
 
 def test_phases_cover_one_hop_evenly():

@@ -68,5 +68,6 @@ def test_wheel_carries_the_models_cards_assets_and_recipes(tmp_path):
                    "deepiso/realtime/models/registry.json", "deepiso/realtime/models/README.md",
                    "deepiso/realtime/assets/demo_voice.ogg", "deepiso/realtime/assets/demo_background.ogg",
                    "deepiso/realtime/assets/DEMO_SOURCES.md", "deepiso/train/configs/default.yaml",
-                   "deepiso/train/configs/seed.yaml", "deepiso/export/__init__.py"):
+                   "deepiso/train/configs/seed.yaml", "deepiso/export/__init__.py",
+                   "deepiso/testing/pulse_server.py"):
         assert needed in names, needed

@@ -7,7 +7,8 @@ from importlib.metadata import entry_points
 import numpy as np
 import pytest
 
-from deepiso.realtime.host import Host, PluginError
+from deepiso.realtime.chain import PluginError
+from deepiso.realtime.host import Host
 from deepiso.realtime.plugins import BUILTIN, ENTRY_POINT_GROUP, available_plugins, create_plugin
 from deepiso.realtime.plugins.basic import Gain, Gate, Meter, Mix, db_to_gain
 from deepiso.realtime.plugins.resample import Resample

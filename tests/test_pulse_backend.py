@@ -19,11 +19,14 @@ import pytest
 from conftest import PULSE_RATE
 
 from deepiso.realtime import pulse as native
-from deepiso.realtime.backends import DeviceError, PulseStream, open_stream
-from deepiso.realtime.host import FULL_SCALE, Host, Plugin, compiled_kernels
+from deepiso.realtime.chain import Plugin
+from deepiso.realtime.devices import DeviceError
+from deepiso.realtime.host import FULL_SCALE, Host, compiled_kernels
 from deepiso.realtime.plugins.basic import Gain, Mix
 from deepiso.realtime.plugins.isolator import Isolator
-from deepiso.realtime.virtual_device import chirp_lags, chirp_signal, private_pulse
+from deepiso.realtime.streams import PulseStream, open_stream
+from deepiso.testing.chirps import chirp_lags, chirp_signal
+from deepiso.testing.pulse_server import private_pulse
 
 CHIRP_TIMES = (0.25, 0.71, 1.38, 1.9)
 #: What the server adds beyond the input block and the output buffer (a resampler, a render quantum).

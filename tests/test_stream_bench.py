@@ -1,17 +1,11 @@
 """The long-stream benchmark: stream orders, the summary by age, and real runs on a set and the demo clip."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import evalset  # noqa: E402
-import stream  # noqa: E402
+from benchmarks import evalset, stream
 
 
 def test_streams_take_every_item_once_in_a_seeded_order():

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from deepiso.realtime import dsp
+from deepiso.realtime import dsp, windows
 from deepiso.realtime.frame import FrameSpec
 
 
@@ -26,7 +26,7 @@ class Frontend(torch.nn.Module):
     def __init__(self, spec: FrameSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.register_buffer("analysis", torch.from_numpy(dsp.analysis_window(spec.window, spec.n_fft)),
+        self.register_buffer("analysis", torch.from_numpy(windows.analysis_window(spec.window, spec.n_fft)),
                              persistent=False)
         self.register_buffer("synthesis",
                              torch.from_numpy(dsp.spec_synthesis_window(spec)),

@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -485,3 +486,24 @@ def build_model(spec: FrameSpec, cfg: ModelConfig) -> IsolatorNet:
 def build_named(name: str) -> IsolatorNet:
     """``build_model(*get_config(name))``."""
     return build_model(*get_config(name))
+
+
+class TorchSequence:
+    """A network as :class:`deepiso.realtime.separator.Separator` runs a model.
+
+    PyTorch on the calling thread's settings, no gradients, the LSTM state
+    carried from one call to the next until :meth:`reset`.
+    """
+
+    def __init__(self, net: IsolatorNet) -> None:
+        self.net = net.eval()
+        self.spec = net.spec
+        self.state: State | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    def run_sequence(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            y, self.state = self.net(torch.from_numpy(np.ascontiguousarray(x, np.float32)), self.state)
+        return y.numpy()

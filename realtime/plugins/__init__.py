@@ -19,7 +19,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..host import Plugin, PluginError
+from ..chain import Plugin, PluginError
 
 ENTRY_POINT_GROUP = "deepiso.plugins"
 

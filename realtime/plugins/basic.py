@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from ..host import Plugin, PluginError
+from ..chain import Plugin, PluginError
 
 
 def db_to_gain(db: float) -> float:

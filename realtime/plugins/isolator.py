@@ -29,9 +29,9 @@ from typing import Any
 import numba
 import numpy as np
 
-from .. import dsp
+from .. import dsp, windows
+from ..chain import Plugin, PluginError
 from ..frame import FrameSpec, FrameSpecError
-from ..host import Plugin, PluginError
 
 STEMS = ("vocals", "instrumental")
 
@@ -133,7 +133,7 @@ def silence_energy(spec: FrameSpec, floor_dbfs: float = SILENCE_DBFS) -> float:
 
     Each real or imaginary part of a bin has mean square ``sigma^2 * sum(analysis window^2) / 2``.
     """
-    window = dsp.analysis_window(spec.window, spec.n_fft).astype(np.float64)
+    window = windows.analysis_window(spec.window, spec.n_fft).astype(np.float64)
     return float(10 ** (floor_dbfs / 10) * np.sum(window**2) / 2 * spec.input_size)
 
 
@@ -205,7 +205,7 @@ class Isolator(Plugin):
     ``None``: the card's). No weight depends on it, so a shorter one trades
     quality for latency on any model: at 1024/256 a length of 512 takes the
     delay from 17.4 ms to 5.8 ms. A model trained for the synthesis it runs
-    with does better (the README gives both).
+    with does better (docs/quality.md gives the cost).
     """
 
     name = "isolator"

@@ -22,12 +22,47 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numba
 import numpy as np
 
-from ..host import Chain, Plugin, PluginError, fifo_pop, fifo_push
+from ..chain import Chain, Plugin, PluginError
 from ..resampler import QUALITY, StreamResampler
 
 QUALITIES = tuple(QUALITY)
+
+
+# ----------------------------------------------------------------------------
+# The output FIFO (numba, no allocation)
+
+
+@numba.njit(cache=True, nogil=True)
+def fifo_push(fifo, level, data):  # pragma: no cover - compiled
+    """Append ``data`` (m, C) to ``fifo`` (C, cap) at ``level``; returns the samples that did not fit."""
+    n_ch, cap = fifo.shape
+    m = data.shape[0]
+    room = min(m, cap - level)
+    for c in range(n_ch):
+        for i in range(room):
+            fifo[c, level + i] = data[i, c]
+    return m - room
+
+
+@numba.njit(cache=True, nogil=True)
+def fifo_pop(fifo, level, out, count):  # pragma: no cover - compiled
+    """Move the first ``min(count, level)`` samples of ``fifo`` (C, cap) into ``out`` (n, C).
+
+    Missing samples are written as zeros. Returns how many were missing.
+    """
+    n_ch = fifo.shape[0]
+    have = min(count, level)
+    for c in range(n_ch):
+        for i in range(have):
+            out[i, c] = fifo[c, i]
+        for i in range(have, count):
+            out[i, c] = 0.0
+        for i in range(level - have):
+            fifo[c, i] = fifo[c, i + have]
+    return count - have
 
 
 class Resample(Plugin):
