@@ -36,10 +36,10 @@ from deepiso.realtime.audio_io import resample
 from deepiso.realtime.demo import load_clip
 from deepiso.realtime.host import Host
 from deepiso.realtime.live import build_chain
+from deepiso.realtime.metrics import si_sdr
 
 from . import evalset
 from .peers import downmix
-from .quality import si_sdr
 
 RESULTS = Path(__file__).resolve().parent / "results" / "onset.json"
 SERVER_RATE = 48000
@@ -60,10 +60,7 @@ class Engine:
     def play(self, x: np.ndarray) -> np.ndarray:
         """``x`` (n,) from a fresh stream; the output lined up with it (the host's latency removed)."""
         self.host.reset()
-        lat = self.host.latency_samples
-        padded = np.zeros(x.size + lat, np.float32)
-        padded[: x.size] = x
-        return self.host.run_offline(padded[:, None], self.block)[lat:, 0]
+        return self.host.run_offline(x[:, None], self.block, flush=True)[:, 0]
 
     def onset(self, mixture: np.ndarray, truth: np.ndarray, phase: int, round_trip: bool = False) -> float:
         start = self.lead + phase

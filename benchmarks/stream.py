@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from deepiso.realtime.demo import load_clip
+from deepiso.realtime.metrics import si_sdr
 
 from .onset import Engine, set_items, write_result
-from .quality import si_sdr
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stream.json"
 AGE_BINS_S = (0.0, 30.0, 120.0)

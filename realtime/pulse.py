@@ -491,6 +491,7 @@ class PulseDuplex:
         self._in.flags.writeable = False
         self._out = np.zeros((block, channels), np.float32)
         self._conn: _Connection | None = None
+        self.granted_output_s = 0.0  # the output buffer (tlength) the server granted, once connected
         self._conn_lock = threading.Lock()  # close() wakes a mainloop the audio thread may be freeing
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -544,6 +545,7 @@ class PulseDuplex:
         with self._conn_lock:
             self._conn = conn
         self.device_names = conn.device_names
+        self.granted_output_s = conn.output_bytes / conn.frame_bytes / self.rate
         if self.on_start is not None:
             self.on_start()
         self._ready.set()

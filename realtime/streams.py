@@ -554,6 +554,16 @@ class PulseStream(LiveStream):
         return self._duplex.counters
 
     @property
+    def output_s(self) -> float:
+        """The output buffer (``tlength``) asked of the server for ``latency``, seconds."""
+        return self._duplex.output_s
+
+    @property
+    def granted_output_s(self) -> float:
+        """The output buffer the server granted: with ``ADJUST_LATENCY`` it keeps part of it in its own."""
+        return self._duplex.granted_output_s
+
+    @property
     def thread_cpu(self) -> float:
         """The audio thread's CPU time as a share of one core."""
         c = self._duplex.counters
