@@ -39,8 +39,9 @@ from . import dsp, windows
 from .frame import FrameSpec
 from .plugins.isolator import SILENCE_DBFS, check_floor, silent_contexts, with_synthesis
 
-#: Frames per call of the sequence graph: about 6 s at 44.1 kHz with a 256-sample hop, ~25 MB of model input.
-CHUNK_FRAMES = 1024
+#: Frames per call of the sequence graph: 0.74 s at 44.1 kHz with a 256-sample hop, 2.6 MB of model input
+#: that stays in the cache (one minute of stereo: 0.55 s of CPU in chunks of 128, 0.73 s in chunks of 1024).
+CHUNK_FRAMES = 128
 
 Progress = Callable[[int, int], None]
 

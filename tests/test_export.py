@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from deepiso.realtime.audio_io import write_audio
 from deepiso.realtime.frame import FrameSpec
 from deepiso.realtime.onnx_model import ModelError, load_model, parse_onnx, read_card
 from deepiso.realtime.version import __version__
-from deepiso.train.checkpoint import save_checkpoint
+from deepiso.train.checkpoint import load_checkpoint, save_checkpoint
 from deepiso.train.model import ModelConfig, build_model, build_named
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,3 +284,34 @@ def test_a_low_delay_look_ahead_network_exports_and_the_engine_streams_it_like_o
 
     ones = Separator(AllPass()).vocals(x[0])
     np.testing.assert_allclose(ones, x[0], atol=1e-5)  # to the last sample
+
+
+def test_a_release_keeps_its_fp32_weights_for_training_to_resume_from(checkpoint, tmp_path):
+    from deepiso.export.ship import keep_weights
+    from deepiso.train.onnx_import import import_onnx
+
+    for folder in ("fp32", "int8", "other"):
+        (tmp_path / folder).mkdir()
+    fp32 = export_checkpoint(checkpoint, tmp_path / "fp32" / "model.onnx", version="4.0.0")
+    int8 = export_checkpoint(checkpoint, tmp_path / "int8" / "model.onnx", version="4.0.0", int8=True)
+    models, releases = tmp_path / "models", tmp_path / "releases"
+    with pytest.raises(ModelError, match="ships with its release's fp32 weights"):
+        register(int8.step_path, "mine", "", models, releases_dir=releases)
+    with pytest.raises(ModelError, match="is int8"):
+        register(int8.step_path, "mine", "", models, weights=int8.step_path, releases_dir=releases)
+    other = export_model(tiny_net(seed=5), tmp_path / "other" / "model.onnx", name=fp32.card["name"],
+                         version="4.0.0")
+    with pytest.raises(ModelError, match="not exported from the checkpoint"):
+        keep_weights(int8.step_path, other.step_path, releases)
+    assert not (models / "mine.onnx").exists() and not releases.exists()
+
+    entry = register(int8.step_path, "mine", "", models, weights=fp32.step_path, releases_dir=releases)
+    kept = releases / f"{fp32.card['name']}-4.0.0.fp32.onnx"
+    assert entry["precision"] == "int8" and entry["release_weights"]["sha256"] == hashlib.sha256(
+        kept.read_bytes()).hexdigest()
+    net, _ = import_onnx(kept)  # what training starts from on a fresh clone: the checkpoint's weights, exactly
+    state = load_checkpoint(checkpoint)[0].state_dict()
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+    # an fp32 model is its own release weights
+    assert register(fp32.step_path, "plain", "", models, releases_dir=releases)["release_weights"]["file"] == str(kept)
