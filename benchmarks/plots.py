@@ -3,7 +3,8 @@
 Pictures are made, not committed: each quality result
 (``benchmarks/results/quality*.json`` and ``benchmarks/results/<version>/quality*.json``)
 holds one row per item and system, and this draws its box plot of SI-SDR
-improvement per system beside it, as ``<name>_sisdri.png``. The per-clip
+improvement per system beside it, as ``<name>_sisdri.png`` (and, for items
+with no voice, of the output's level against the input, ``<name>_level.png``). The per-clip
 waveform view needs the audio, so only a run of ``benchmarks/quality.py``
 draws it (``--clips N``).
 
@@ -26,8 +27,8 @@ def quality_results(root: Path = RESULTS) -> list[Path]:
     return sorted(root.glob("quality*.json")) + sorted(root.glob("*/quality*.json"))
 
 
-def render(path: Path, out_dir: Path | None = None) -> Path:
-    """Draw ``path``'s box plot; returns the PNG's path (beside the JSON unless ``out_dir``)."""
+def render(path: Path, out_dir: Path | None = None) -> list[Path]:
+    """Draw ``path``'s box plots; returns the PNGs' paths (beside the JSON unless ``out_dir``)."""
     from benchmarks.quality import plot_boxes
 
     result = json.loads(path.read_text())
@@ -35,7 +36,13 @@ def render(path: Path, out_dir: Path | None = None) -> Path:
         raise ValueError(f"{path}: not a quality benchmark result (no rows or systems)")
     systems = [SimpleNamespace(name=s["name"], label=s.get("label") or s["name"], kind=s.get("kind", ""))
                for s in result["systems"]]
-    return plot_boxes(result["rows"], systems, (out_dir or path.parent) / f"{path.stem}_sisdri.png")
+    rows, folder = result["rows"], out_dir or path.parent
+    drawn = []
+    if any(r.get("si_sdri") is not None for r in rows) or not any(r.get("level_db") is not None for r in rows):
+        drawn.append(plot_boxes(rows, systems, folder / f"{path.stem}_sisdri.png"))
+    if any(r.get("level_db") is not None for r in rows):
+        drawn.append(plot_boxes(rows, systems, folder / f"{path.stem}_level.png", "level_db"))
+    return drawn
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -51,10 +58,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
     written = []
     for p in paths:
         try:
-            written.append(render(p, args.out_dir))
+            drawn = render(p, args.out_dir)
         except (OSError, ValueError, KeyError) as exc:
             raise SystemExit(f"error: {exc}") from None
-        print(f"wrote {written[-1]}")
+        for picture in drawn:
+            print(f"wrote {picture}")
+        written += drawn
     return written
 
 

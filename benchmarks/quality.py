@@ -9,10 +9,15 @@ estimate against the vocal truth (mono downmix of both, at the item's rate):
   median over items, as MUSDB18 results are reported; the accompaniment
   estimate is ``mixture - vocal estimate``). ``--sdr fast`` uses
   ``fast_bss_eval`` (512-tap distortion filter) on the same 1 s windows;
-* residual in voice-free stretches: energy of the estimate over energy of the
-  mixture in the 20 ms frames where the vocal truth is 60 dB below its
+* voice-free leakage (``residual_db``): energy of the estimate over energy of
+  the mixture in the 20 ms frames where the vocal truth is 60 dB below its
   loudest frame (one frame of margin either side), dB; only when at least
-  0.2 s of such stretches exist;
+  0.2 s of such stretches exist; printed beside SI-SDRi;
+* items with no voice at all (``--no-voice``: ringtones, whistles, synth
+  leads, solo instruments, sine tones, sweeps from ``no_voice.py``), where
+  the right output is silence: the estimate's level against the input over
+  the whole item (``level_db``, dB; 0 = passed through), in a table of their
+  own per category; they have no SI-SDR and stay out of its medians;
 * for speech items: wide-band PESQ and STOI at 16 kHz (``pesq``, ``pystoi``);
 * speed: CPU seconds (process time, all threads) of the system's own call per
   minute of audio, with one thread where the system lets us set it; the soxr
@@ -36,6 +41,7 @@ from the JSON files.
         --model default --save-set /tmp/evalset
     python -m benchmarks.quality --set /tmp/evalset --model my.onnx --openunmix umx/
     python -m benchmarks.quality --synthetic --per-cell 2            # no corpus: generated set
+    python -m benchmarks.quality --no-voice --model default --peers rnnoise,deepfilternet3 --no-ica --no-oracle
 """
 
 from __future__ import annotations
@@ -60,14 +66,15 @@ import numpy as np  # noqa: E402
 from deepiso.realtime import dsp  # noqa: E402
 from deepiso.realtime.audio_io import resample  # noqa: E402
 from deepiso.realtime.frame import FrameSpec  # noqa: E402
-from deepiso.realtime.metrics import bss_sdr, si_sdr, voice_free_leakage  # noqa: E402
+from deepiso.realtime.metrics import EPS as METRIC_EPS  # noqa: E402
+from deepiso.realtime.metrics import bss_sdr, level_db, si_sdr, voice_free_leakage  # noqa: E402
 from deepiso.realtime.plugins.isolator import (  # noqa: E402
     SILENCE_DBFS,
     check_floor,
 )
 from deepiso.realtime.separator import Separator  # noqa: E402
 
-from . import evalset, peers  # noqa: E402
+from . import evalset, no_voice, peers  # noqa: E402
 from .peers import PeerUnavailable, System, downmix  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,9 +105,24 @@ def speech_scores(estimate: np.ndarray, vocals: np.ndarray, rate: int) -> dict[s
     return out
 
 
+def is_voice_free(item: evalset.Item) -> bool:
+    """True when the item's vocal truth is silent (a no-voice item): SI-SDR has no reference there."""
+    voc = downmix(item.vocals).astype(np.float64)
+    voc = voc - voc.mean() if voc.size else voc
+    return float(np.dot(voc, voc)) <= METRIC_EPS
+
+
 def score(estimate: np.ndarray, item: evalset.Item, sdr_method: str | None) -> dict[str, Any]:
-    """All metrics of one mono estimate ``(n,)`` at the item's rate."""
+    """All metrics of one mono estimate ``(n,)`` at the item's rate.
+
+    An item with no voice (silent vocal truth) is scored by the estimate's level against the input
+    (``level_db``; ``None`` if the input is silent too), with ``no_voice`` set and no SI-SDR.
+    """
     mix, voc = downmix(item.mixture), downmix(item.vocals)
+    if is_voice_free(item):
+        level = level_db(estimate, mix) if np.any(mix) else None
+        return {"no_voice": True, "variant": item.meta.get("variant"), "level_db": level, "si_sdr": None,
+                "si_sdri": None, "residual_db": None}
     s = si_sdr(estimate, voc)
     row: dict[str, Any] = {"si_sdr": s, "si_sdri": s - si_sdr(mix, voc),
                            "residual_db": voice_free_leakage(estimate, mix, voc, item.rate)}
@@ -330,25 +352,45 @@ def _median(values: list) -> float | None:
 
 
 def summarize(rows: list[dict[str, Any]], systems: list[System], items: list[evalset.Item]) -> dict[str, Any]:
-    """Medians per system: overall, per category, per SNR, and the speed."""
-    cats = sorted({it.category for it in items}, key=lambda c: list(evalset.CATEGORIES).index(c)
+    """Medians per system: overall, per category, per SNR, and the speed.
+
+    The SI-SDR, SDR, leakage, PESQ and STOI medians are over the items with a voice; the items with
+    none go to ``no_voice``: the median level of the estimate against the input, overall and per
+    category. The speed is over all items.
+    """
+    voiced = [it for it in items if not is_voice_free(it)]
+    cats = sorted({it.category for it in voiced}, key=lambda c: list(evalset.CATEGORIES).index(c)
                   if c in evalset.CATEGORIES else 99)
-    snrs = sorted({it.meta.get("snr_db") for it in items if it.meta.get("snr_db") is not None})
+    free = {it.category for it in items if is_voice_free(it)}
+    free_cats = [c for c in no_voice.CATEGORIES if c in free] + sorted(free - set(no_voice.CATEGORIES))
+    snrs = sorted({it.meta.get("snr_db") for it in voiced if it.meta.get("snr_db") is not None})
     out = {}
     for s in systems:
-        mine = [r for r in rows if r["system"] == s.name]
-        if not mine:
+        everything = [r for r in rows if r["system"] == s.name]
+        if not everything:
             continue
+        mine = [r for r in everything if not r.get("no_voice")]
         summ: dict[str, Any] = {}
         for metric in ("si_sdr", "si_sdri", "sdr", "residual_db", "pesq", "stoi"):
             summ[metric] = _median([r.get(metric) for r in mine])
         summ["si_sdri_by_category"] = {c: _median([r["si_sdri"] for r in mine if r["category"] == c]) for c in cats}
         summ["si_sdri_by_snr"] = {f"{snr:g}": _median([r["si_sdri"] for r in mine if r.get("snr_db") == snr])
                                   for snr in snrs}
-        seconds = sum(r["seconds"] for r in mine)
-        summ["cpu_s_per_min"] = 60.0 * sum(r["cpu_s"] for r in mine) / seconds
-        summ["wall_s_per_min"] = 60.0 * sum(r["wall_s"] for r in mine) / seconds
+        seconds = sum(r["seconds"] for r in everything)
+        summ["cpu_s_per_min"] = 60.0 * sum(r["cpu_s"] for r in everything) / seconds
+        summ["wall_s_per_min"] = 60.0 * sum(r["wall_s"] for r in everything) / seconds
         summ["items"] = len(mine)
+        quiet = [r for r in everything if r.get("no_voice")]
+        if quiet:
+            summ["no_voice"] = {
+                "level_db": _median([r["level_db"] for r in quiet]),
+                "level_db_by_category": {c: _median([r["level_db"] for r in quiet if r["category"] == c])
+                                         for c in free_cats},
+                "level_db_by_variant": {f"{c}/{v}": _median([r["level_db"] for r in quiet
+                                                              if r["category"] == c and r.get("variant") == v])
+                                        for c in free_cats
+                                        for v in dict.fromkeys(r.get("variant") for r in quiet if r["category"] == c)},
+                "items": len(quiet)}
         out[s.name] = summ
     return out
 
@@ -358,22 +400,47 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 
 
 def markdown_table(summary: dict[str, Any], systems: list[System]) -> str:
-    """The quality table of docs/quality.md: medians per system (dB unless stated)."""
+    """The quality table of docs/quality.md: medians per system over the items with a voice (dB unless stated).
+
+    The voice-free leakage (``residual_db``) stands beside SI-SDRi. Empty when no item has a voice.
+    """
     cats = []
     for s in summary.values():
         cats = list(s["si_sdri_by_category"])
         break
-    head = ["system", "SI-SDRi all"] + [f"SI-SDRi {c.replace('_', ' ')}" for c in cats] + \
-        ["SI-SDR", "SDR (v4)", "gaps vs mix", "PESQ", "STOI", "CPU s / min"]
+    head = ["system", "SI-SDRi all", "voice-free leakage (dB)"] + \
+        [f"SI-SDRi {c.replace('_', ' ')}" for c in cats] + ["SI-SDR", "SDR (v4)", "PESQ", "STOI", "CPU s / min"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for s in systems:
         m = summary.get(s.name)
-        if m is None:
+        if m is None or not m["items"]:
             continue
         cpu = "—" if s.kind in ("oracle", "reference") else _fmt(m["cpu_s_per_min"], 2)
-        cells = [s.label, _fmt(m["si_sdri"])] + [_fmt(m["si_sdri_by_category"][c]) for c in cats] + \
-            [_fmt(m["si_sdr"]), _fmt(m.get("sdr")), _fmt(m["residual_db"]), _fmt(m["pesq"], 2),
-             _fmt(m["stoi"], 2), cpu]
+        cells = [s.label, _fmt(m["si_sdri"]), _fmt(m["residual_db"])] + \
+            [_fmt(m["si_sdri_by_category"][c]) for c in cats] + \
+            [_fmt(m["si_sdr"]), _fmt(m.get("sdr")), _fmt(m["pesq"], 2), _fmt(m["stoi"], 2), cpu]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def no_voice_table(summary: dict[str, Any], systems: list[System]) -> str:
+    """Items with no voice: median level of the estimate against the input per system, overall and per
+    category (dB; lower is better, 0 dB = passed through). Empty when there are no such items."""
+    cats: list[str] = []
+    for m in summary.values():
+        if "no_voice" in m:
+            cats = list(m["no_voice"]["level_db_by_category"])
+            break
+    if not cats:
+        return ""
+    head = ["system", "level vs input, all (dB)"] + [c.replace("_", " ") for c in cats]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for s in systems:
+        m = summary.get(s.name)
+        if m is None or "no_voice" not in m:
+            continue
+        nv = m["no_voice"]
+        cells = [s.label, _fmt(nv["level_db"])] + [_fmt(nv["level_db_by_category"][c]) for c in cats]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -382,15 +449,26 @@ def markdown_table(summary: dict[str, Any], systems: list[System]) -> str:
 # Pictures
 
 
-def plot_boxes(rows: list[dict[str, Any]], systems: list[System], path: Path) -> Path:
-    """Box plot of SI-SDRi per system (one box per system, items as points)."""
+#: What :func:`plot_boxes` can draw: metric -> (y label, title).
+BOX_METRICS = {
+    "si_sdri": ("SI-SDR improvement over the mixture (dB)", "Vocal estimate quality per system (each point one item)"),
+    "level_db": ("level of the output against the input (dB)",
+                 "Items with no voice: what passes (each point one item; lower is better)"),
+}
+
+
+def plot_boxes(rows: list[dict[str, Any]], systems: list[System], path: Path, metric: str = "si_sdri") -> Path:
+    """Box plot of ``metric`` per system (one box per system, items as points): SI-SDRi over the items with a
+    voice, or ``level_db`` over the items with none."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ylabel, title = BOX_METRICS[metric]
+    rows = [r for r in rows if r.get(metric) is not None]
     names = [s for s in systems if any(r["system"] == s.name for r in rows) and s.kind != "reference"]
-    data = [[r["si_sdri"] for r in rows if r["system"] == s.name] for s in names]
+    data = [[r[metric] for r in rows if r["system"] == s.name] for s in names]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(names)), 4.5))
     ax.boxplot(data, showfliers=False)
     rng = np.random.default_rng(0)
@@ -398,8 +476,8 @@ def plot_boxes(rows: list[dict[str, Any]], systems: list[System], path: Path) ->
         ax.plot(i + 0.08 * rng.standard_normal(len(d)), d, ".", alpha=0.5, color="tab:blue")
     ax.axhline(0.0, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(1, len(names) + 1), [s.label.replace(" (", "\n(") for s in names], fontsize=7)
-    ax.set_ylabel("SI-SDR improvement over the mixture (dB)")
-    ax.set_title("Vocal estimate quality per system (each point one item)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -435,6 +513,7 @@ def plot_clip(item: evalset.Item, estimates: dict[str, np.ndarray], labels: dict
     axes[-1, 1].set_xlabel("time (s)", fontsize=7)
     fig.suptitle(f"{item.name}  ({item.meta.get('snr_db', '')} dB SNR)", fontsize=9)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -496,11 +575,9 @@ def load_items(args: argparse.Namespace) -> tuple[list[evalset.Item], dict[str, 
     elif args.set:
         raise SystemExit(f"error: {args.set}: no such evaluation set folder")
     else:
-        items: list[evalset.Item] = []
-        how = {}
-        if not args.musdb:
-            raise SystemExit("error: give --set FOLDER, --corpus DIR, --synthetic or --musdb ROOT")
-        return items, {"from": "musdb only"}
+        if not args.musdb and not args.no_voice:
+            raise SystemExit("error: give --set FOLDER, --corpus DIR, --synthetic, --musdb ROOT or --no-voice")
+        return [], {"from": "musdb only" if args.musdb else "no-voice set only"}
     voices = tuple(args.voice_source) if args.voice_source else None
     without = tuple(args.without_voice_source or ())
     items = evalset.build_set(corpus, split=args.split, per_cell=args.per_cell, seconds=args.seconds,
@@ -538,6 +615,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     src.add_argument("--save-set", type=Path, help="materialise the drawn set to this folder")
     src.add_argument("--musdb", type=Path, help="MUSDB18 root: add its test tracks")
     src.add_argument("--musdb-seconds", type=float, default=None, help="keep only the first S seconds of each track")
+    src.add_argument("--no-voice", action="store_true",
+                     help="add the no-voice set (ringtones, whistles, synth leads, solo instruments, sine tones, "
+                          "sweeps; the right output is silence), scored by the output's level against the input; "
+                          "alone it writes results/quality_no_voice.json")
+    src.add_argument("--no-voice-per-category", type=int, default=5, metavar="N",
+                     help="no-voice items per category (the variants of a category in turn)")
+    src.add_argument("--no-voice-seconds", type=float, default=4.0, metavar="S", help="length of a no-voice item")
+    src.add_argument("--no-voice-rate", type=int, default=None, metavar="HZ",
+                     help="rate of the no-voice items (default: the other items' rate, else 44100)")
     src.add_argument("--lead-in", type=float, default=0.0, metavar="SECONDS",
                      help="play this much quiet noise before every item (scored: the item only)")
     src.add_argument("--lead-in-db", type=float, default=-70.0, metavar="DBFS",
@@ -555,7 +641,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sy.add_argument("--no-oracle", action="store_true")
     out = parser.add_argument_group("output")
     out.add_argument("--sdr", default="museval", choices=["museval", "fast", "none"])
-    out.add_argument("--out", type=Path, default=RESULTS / "quality.json")
+    out.add_argument("--out", type=Path, default=None,
+                     help="result JSON (default results/quality.json; results/quality_no_voice.json for "
+                          "--no-voice alone)")
     out.add_argument("--plots", type=Path, default=None, help="folder for PNGs (default: beside --out)")
     out.add_argument("--clips", type=int, default=3, help="items drawn in the Table 2 view")
     args = parser.parse_args(argv)
@@ -567,6 +655,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.musdb:
         items += evalset.musdb_items(args.musdb, "test", args.musdb_seconds)
         how["musdb"] = str(args.musdb)
+    if args.out is None:
+        args.out = RESULTS / ("quality_no_voice.json" if args.no_voice and not items else "quality.json")
+    if args.no_voice:
+        rate = args.no_voice_rate or (items[0].rate if items else 44_100)
+        try:
+            extra, skipped = no_voice.build_no_voice_set(args.no_voice_per_category, args.no_voice_seconds, rate,
+                                                         args.seed)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        for name, why in skipped.items():
+            print(f"no-voice item not made: {name}: {why}", file=sys.stderr)
+        items += extra
+        how["no_voice"] = {"per_category": args.no_voice_per_category, "seconds": args.no_voice_seconds,
+                           "rate": rate, "seed": args.seed, "items": len(extra),
+                           "categories": {c: sorted({it.meta["variant"] for it in extra if it.category == c})
+                                          for c in no_voice.CATEGORIES},
+                           "not_made": skipped}
     if not items:
         raise SystemExit("error: the evaluation set is empty")
     sdr_method = None if args.sdr == "none" else args.sdr
@@ -590,24 +695,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clip_items = _clip_choice(items, args.clips)
     kept: dict[str, dict[str, np.ndarray]] = {it.name: {} for it in clip_items}
     rows = []
+    truthless = {}  # systems that pick their output from the vocal truth have nothing to go on without a voice
     for i, it in enumerate(items):
         lead = lead_in(it, args.lead_in, args.lead_in_db, args.seed)
+        free = is_voice_free(it)
+        mine = []
         for s in systems:
+            if free and s.needs_truth:
+                truthless[s.name] = "not run on items with no voice: it chooses its output from the vocal truth"
+                continue
             est, cpu, wall = run_system(s, it, lead)
             row = {"item": it.name, "system": s.name, "category": it.category, "snr_db": it.meta.get("snr_db"),
                    "seconds": it.seconds + args.lead_in, "cpu_s": cpu, "wall_s": wall, **score(est, it, sdr_method)}
-            rows.append(row)
+            mine.append(row)
             if it.name in kept and s.kind != "reference":
                 kept[it.name][s.name] = est
+        rows += mine
         print(f"[{i + 1}/{len(items)}] {it.name}: " + ", ".join(
-            f"{r['system']} {r['si_sdri']:+.1f}" for r in rows[-len(systems):]), file=sys.stderr)
+            f"{r['system']} " + (f"level {_fmt(r['level_db'])} dB" if free else f"{r['si_sdri']:+.1f}")
+            for r in mine), file=sys.stderr)
 
     summary = summarize(rows, systems, items)
     table = markdown_table(summary, systems)
-    print(table)
+    quiet_table = no_voice_table(summary, systems)
+    if table:
+        print(table)
+    if quiet_table:
+        print(("\n" if table else "") + "Items with no voice: median level of the output against the input (dB)\n")
+        print(quiet_table)
     plots = args.plots or args.out.parent
     stem = args.out.stem
-    pictures = [str(plot_boxes(rows, systems, plots / f"{stem}_sisdri.png"))]
+    pictures = []
+    if any(r.get("si_sdri") is not None for r in rows):
+        pictures.append(str(plot_boxes(rows, systems, plots / f"{stem}_sisdri.png")))
+    if any(r.get("level_db") is not None for r in rows):
+        pictures.append(str(plot_boxes(rows, systems, plots / f"{stem}_level.png", "level_db")))
     labels = {s.name: s.label for s in systems}
     for it in clip_items:
         pictures.append(str(plot_clip(it, kept[it.name], labels, plots / f"{stem}_clip_{it.name}.png")))
@@ -622,7 +744,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "si_sdr": "dB, zero-mean scale-invariant SDR of the mono vocal estimate",
             "si_sdri": "dB, SI-SDR minus the mixture's SI-SDR",
             "sdr": f"dB, BSSEval v4 vocal SDR via {sdr_method}: median over 1 s windows, median over items",
-            "residual_db": "dB, estimate energy / mixture energy where the vocal truth is 60 dB under its peak",
+            "residual_db": "voice-free leakage, dB: estimate energy / mixture energy where the vocal truth is "
+                           "60 dB under its peak (items with a voice)",
+            "level_db": "items with no voice: dB, estimate energy / input energy over the whole item (0 = passed "
+                        "through; lower is better); these items have no SI-SDR and are left out of its medians",
             "pesq": "wide-band PESQ at 16 kHz (speech items)", "stoi": "STOI at 16 kHz (speech items)",
             "cpu_s_per_min": "CPU seconds (process time) of the system's call per minute of audio, 1 thread",
         },
@@ -630,9 +755,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "threads": os.environ.get("OMP_NUM_THREADS")},
         "systems": [s.info() for s in systems],
         "not_run": unavailable,
+        "not_run_on_no_voice": truthless,
         "streaming_delays": delays,
         "summary": summary,
         "markdown": table,
+        "markdown_no_voice": quiet_table,
         "pictures": pictures,
         "rows": rows,
     }

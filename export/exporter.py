@@ -145,6 +145,7 @@ def export_model(net: torch.nn.Module, out: str | os.PathLike, *, name: str | No
     card = base_card(name=name, version=version, spec=spec, model_config=cfg.to_dict(),
                      parameters=sum(p.numel() for p in net.parameters()), layers=cfg.layers, hidden=cfg.hidden,
                      training_data=training_data, train_config=train_config, metrics=metrics, opset=opset)
+    card["state"].update(getattr(net, "state_card", {}))  # e.g. a GRU's: c passed through unchanged
     card.update(extra_card or {})
     if int8:
         try:
@@ -188,11 +189,26 @@ def _verify(net: torch.nn.Module, step_graph: onnx.ModelProto, seq_graph: onnx.M
 
 
 def _training_data(info: dict[str, Any]) -> dict[str, Any] | None:
-    """The training data summary recorded by training, wherever this checkpoint keeps it."""
-    for holder in (info, info.get("train_config") or {}):
+    """The training data summary recorded by training, wherever this checkpoint keeps it.
+
+    A checkpoint of ``deepiso train`` records what it read in ``train_config.data_summary``: for mixtures
+    made on the fly, every source with its kind, license and minutes, which the card lists.
+    """
+    config = info.get("train_config") or {}
+    for holder in (info, config):
         data = holder.get("training_data") if isinstance(holder, dict) else None
         if isinstance(data, dict):
             return data
+    summary = config.get("data_summary") if isinstance(config, dict) else None
+    if isinstance(summary, dict) and summary.get("sources"):
+        sources = [{"name": s.get("name", ""), "license": s.get("license") or "not recorded",
+                    "kind": s.get("kind", ""), "minutes": s.get("minutes", 0.0)} for s in summary["sources"]]
+        hours = sum(float(s["minutes"] or 0.0) for s in sources) / 60
+        text = (f"{len(sources)} sources, {hours:.1f} h in all, voice over background mixed on the fly "
+                f"(data.kind {summary.get('kind')!r})")
+        if summary.get("valid_sources"):
+            text += "; validation sources: " + ", ".join(s.get("name", "") for s in summary["valid_sources"])
+        return {"sources": sources, "summary": text}
     return None
 
 

@@ -335,6 +335,14 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     # Lazy: the corpus recipe lives in the training package and needs ffmpeg/dpkg, not the engine.
     from deepiso.train import corpus
 
+    if args.corpus_command == "cache":
+        from deepiso.train import pcm_cache
+
+        try:
+            return pcm_cache.run_cli(args)
+        except (pcm_cache.CacheError, corpus.CorpusError) as exc:
+            print(f"deepiso corpus: {exc}", file=sys.stderr)
+            return 2
     try:
         return corpus.run_cli(args)
     except corpus.CorpusError as exc:
@@ -464,6 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cache-dir", default=None, help="where .deb files are kept and unpacked (default: DIR/.cache)")
     c.add_argument("--no-download", action="store_true", help="use only .deb files already in the cache")
     c = csub.add_parser("info", help="minutes per source, category and split of a built corpus")
+    c.add_argument("dir", help="corpus folder")
+    c = csub.add_parser("cache", help="decode a built corpus once into one 16-bit file that training slices "
+                                      "(data.pcm_cache)")
+    c.add_argument("dir", help="corpus folder")
+    c.add_argument("--rate", type=int, default=44_100, help="the rate training mixes at (the model's)")
+    c.add_argument("--channels", type=int, default=1, help="the channels training mixes (data.channels)")
+    c.add_argument("-o", "--output", default=None, help="cache folder (default: DIR/pcm-RATE-CHANNELS)")
+    c = csub.add_parser("resplit", help="give a built corpus's files the recipe's current splits (speakers in one "
+                                        "split each), without remaking audio")
     c.add_argument("dir", help="corpus folder")
     csub.add_parser("sources", help="list the allowed sources and their licenses")
     c = csub.add_parser("card", help="the training-data summary for a model card (JSON, for deepiso export)")

@@ -185,7 +185,10 @@ def test_midi_accompaniment_has_no_choir_and_voice_part_is_singing(built):
     voice = [r for r in records if r["kind"] == "voice"]
     assert {f for r in background for f in r["flags"]} == {"soundfont:FluidR3_GM", "soundfont:TimGM6mb"}
     assert len(voice) == 2 and all(r["category"] == "singing" for r in voice)
-    assert len({r["split"] for r in records}) == 1, "every rendering of one MIDI file shares a split"
+    assert len({r["split"] for r in background}) == 1, "every accompaniment of one MIDI file shares a split"
+    for r in voice:  # a voice part sings on its soundfont's voice presets: it is in their split
+        font = next(f for f in r["flags"] if f.startswith("soundfont:"))
+        assert r["split"] == corpus.speaker_split((font,)) == corpus.SPEAKER_SPLITS[font]
     acc, kept = corpus.split_midi_voices(_choir_midi(), "accompaniment")
     _, _, tracks = corpus.parse_midi(acc)
     notes = [ev for _, ev in tracks[0] if ev[0] & 0xF0 == 0x90 and ev[2] > 0]
@@ -465,3 +468,132 @@ def test_the_recipe_sings_its_speech_after_building_it():
     sung = corpus.SOURCES_BY_NAME["sung-speech"]
     assert sung.category == "singing" and sung.method == "sung"
     assert all(order.index(b) < order.index("sung-speech") for b in sung.options["from"])
+
+
+# ----------------------------------------------------------------------------- speakers and splits
+
+
+def _generated_voice_records() -> list[dict]:
+    """Manifest records as a build of the recipe writes them, with the split each got before speakers counted.
+
+    The synthetic sources' inputs come from the recipe itself (no audio made); the package sources get
+    files of made-up speakers, languages and packs; sung speech copies some of them, keeping their split.
+    """
+    def record(source, key, speaker=None, language=None, group=None, flags=(), kind=VOICE, category="speech"):
+        group = group or key
+        return {"path": f"{kind}/{source}/{corpus._safe_stem(key)}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+                        f"-c00.flac", "kind": kind, "category": category, "source": source, "origin": key,
+                "group": group, "speaker": speaker, "language": language, "flags": list(flags),
+                "split": corpus.split_of(source, group), "duration": 1.0}
+
+    records = []
+    for name in ("espeak-ng", "flite", "festival", "kokoro", "fluidsynth-choir"):
+        for it in corpus.enumerate_items(corpus.SOURCES_BY_NAME[name], Path("/nonexistent")):
+            flags = [f"soundfont:{it.args['soundfont']}"] if "soundfont" in it.args else []
+            records.append(record(it.source, f"{it.source}/{it.key}", it.speaker, it.language, it.group, flags,
+                                  category=it.category))
+    for s in corpus.SOURCES:
+        if s.kind != VOICE or s.method != "deb":
+            continue
+        for k in range(60):
+            speaker = f"actor{k % 12}" if s.speaker_pattern else s.speaker
+            language = f"lang{k % 9}" if s.language_pattern else s.language
+            records.append(record(s.name, f"{s.name}/f{k}.ogg", speaker, language))
+    for font in ("FluidR3_GM", "TimGM6mb"):  # MIDI voice parts: no speaker, the soundfont's presets
+        for k in range(8):
+            records.append(record("openttd-openmsx", f"song{k}.mid#voice@{font}", group=f"song{k}.mid",
+                                  flags=[f"soundfont:{font}"], category="singing"))
+    sung = []
+    for n, r in enumerate(records):
+        base = r["source"]
+        if base in corpus.SOURCES_BY_NAME["sung-speech"].options["from"] and n % 3 == 0:
+            s = record("sung-speech", r["path"], f"sung:{r['speaker'] or base}", r["language"],
+                       group=f"{base}:{r['group']}", flags=["synthetic", "sung-speech", f"from:{base}"],
+                       category="singing")
+            s.update(origin=f"sung from {r['path']}", split=r["split"])
+            sung.append(s)
+    return records + sung
+
+
+def _identities(r: dict) -> tuple[str, ...]:
+    return corpus.speaker_identities(r["source"], r["speaker"], r["language"], r["flags"])
+
+
+def _splits_by_identity(records: list[dict]) -> dict[str, set[str]]:
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        if r["split"] != corpus.UNUSED_SPLIT:
+            for i in _identities(r):
+                seen.setdefault(i, set()).add(r["split"])
+    return seen
+
+
+def test_no_speaker_is_in_two_splits_of_a_generated_manifest(tmp_path):
+    records = _generated_voice_records()
+    before = _splits_by_identity(records)
+    assert any(len(s) > 1 for s in before.values()), "splitting by recording puts speakers in several splits"
+    # A corpus folder as a build leaves it (empty files stand for the FLAC files), then resplit.
+    out = tmp_path / "corpus"
+    (out / "records").mkdir(parents=True)
+    by_source: dict[str, list[dict]] = {}
+    for r in records:
+        by_source.setdefault(r["source"], []).append(r)
+        (out / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+        (out / r["path"]).touch()
+    for source, mine in by_source.items():
+        (out / "records" / f"{source}.jsonl").write_text(
+            "".join(json.dumps({"key": r["origin"], "status": "ok", "records": [r]}) + "\n" for r in mine))
+    moved = corpus.resplit(out)
+    assert sum(moved.values()) > 0
+    after = corpus.read_manifest(out)
+    assert sorted(r["path"] for r in after) == sorted(r["path"] for r in records)
+    spread = {i: s for i, s in _splits_by_identity(after).items() if len(s) > 1}
+    assert not spread, f"speakers in two splits: {spread}"
+    by_path = {r["path"]: r for r in after}
+    for r in after:
+        if r["source"] == "sung-speech":  # a sung file stays with the speech it was sung from
+            assert r["split"] == by_path[r["origin"].removeprefix("sung from ")]["split"]
+        elif r["split"] == corpus.UNUSED_SPLIT:  # a blend of voices of two splits, and only that
+            assert len({corpus.speaker_split((i,)) for i in _identities(r)}) > 1
+    # Single-speaker recording sources held out whole; every split keeps speech and singing of several sources.
+    assert {r["split"] for r in after if r["source"] == "asterisk-fr"} == {"test"}
+    assert {r["split"] for r in after if r["source"] == "asterisk-it-menardi"} == {"valid"}
+    for split in ("train", "valid", "test"):
+        assert len({r["source"] for r in after if r["split"] == split and r["category"] == "speech"}) >= 3, split
+        assert any(r["split"] == split and r["category"] == "singing" for r in after), split
+    kokoro = [r for r in after if r["source"] == "kokoro"]
+    assert 0.3 < sum(r["split"] == "train" for r in kokoro) / len(kokoro) < 0.6
+    # The same voice under two names is one identity: flite's and festival's CMU voices, kal and kal16.
+    assert corpus.speaker_identities("flite", "flite:kal16") == corpus.speaker_identities(
+        "festival", "festival:voice_kal_diphone") == ("cmu:kal",)
+    assert corpus.speaker_identities("espeak-ng", "espeak:de+m3") == corpus.speaker_identities(
+        "espeak-ng", "espeak:en-us+m3")
+    assert corpus.speaker_identities("kokoro", "kokoro:jf_alpha*0.35+jm_kumo") == ("kokoro:jf_alpha", "kokoro:jm_kumo")
+    assert corpus.speaker_identities("a", "bob") != corpus.speaker_identities("b", "bob")  # within its source
+    assert corpus.resplit(out) == {}  # a second run moves nothing
+
+
+def test_a_build_splits_by_speaker_and_resplit_puts_a_moved_file_back(built, tmp_path):
+    out, _, _ = built
+    records = _records(out)
+    voices = [r for r in records if r["kind"] == VOICE]
+    assert all(r["split"] == corpus.record_split(r) for r in records)
+    assert all(len(s) == 1 for s in _splits_by_identity(voices).values())
+    work = tmp_path / "corpus"
+    shutil.copytree(out, work)
+    (work / ".build.lock").unlink(missing_ok=True)
+    log = work / "records" / "t-voice.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    target = next(e for e in entries if e["status"] == "ok" and e["records"])["records"][0]
+    right = target["split"]
+    wrong = next(s for s in ("train", "valid", "test") if s != right)
+    target["split"] = wrong  # as a build by the older recipe left it
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    corpus.write_manifest(work)
+    assert next(r for r in _records(work) if r["path"] == target["path"])["split"] == wrong
+    moved = corpus.resplit(work)
+    assert moved == {f"{wrong}->{right}": 1}
+    assert next(r for r in _records(work) if r["path"] == target["path"])["split"] == right
+    assert cli.main(["corpus", "resplit", str(work)]) == 0
+    with pytest.raises(corpus.CorpusError, match="no records/ folder"):
+        corpus.resplit(tmp_path / "nothing")

@@ -297,3 +297,19 @@ def test_validation_on_a_saved_benchmark_set_takes_each_item_once_and_whole(tmp_
     assert abs((history[0]["val_si_sdr"] - history[0]["val_si_sdri"]) - mixture_db) < 0.2, (history, mixture_db)
     with pytest.raises(ds.DatasetError, match="no such dataset folder"):
         build_datasets(TrainConfig.from_dict(_config(tmp_path, {**data, "valid_set": str(tmp_path / "nope")})), spec)
+
+
+def test_the_card_of_a_trained_model_lists_every_training_source_with_its_license_and_minutes(tmp_path):
+    from deepiso.export import export_checkpoint
+
+    data = _dataset("manifest", tmp_path / "data")
+    cfg = TrainConfig.from_dict(_config(tmp_path, data, tensorboard=False))
+    train(cfg)
+    card = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "m.onnx").card
+    sources = {s["name"]: s for s in card["training_data"]["sources"]}
+    assert set(sources) == {"synthetic-voice", "synthetic-background"}
+    records = [json.loads(line) for line in (tmp_path / "data" / "manifest.jsonl").read_text().splitlines()]
+    for name, s in sources.items():  # the training split only; validation is named in the summary
+        minutes = sum(r["duration"] for r in records if r["source"] == name and r["split"] == "train") / 60
+        assert s["license"] == "CC0" and s["minutes"] == pytest.approx(minutes, abs=0.01)
+    assert "validation sources: synthetic-background, synthetic-voice" in card["training_data"]["summary"]

@@ -32,7 +32,7 @@ from deepiso.realtime.atomic import atomic_write_bytes
 from deepiso.realtime.frame import FrameSpec, FrameSpecError
 from deepiso.realtime.version import __version__
 
-from .model import IsolatorNet, ModelConfig, ModelConfigError, build_model
+from .model import IsolatorNet, ModelConfig, ModelConfigError, build_model, network_types
 
 FORMAT = "deepiso-checkpoint"
 FORMAT_VERSION = 1
@@ -75,8 +75,9 @@ def save_checkpoint(path: str | os.PathLike, model: IsolatorNet, *, train_config
     """
     path = Path(path)
     net = model.module if hasattr(model, "module") else model
-    if not isinstance(net, IsolatorNet):
-        raise TypeError(f"save_checkpoint needs an IsolatorNet, got {type(net).__name__}")
+    if not isinstance(net, network_types()):
+        raise TypeError(f"save_checkpoint needs a deepiso network (an IsolatorNet or another registered "
+                        f"architecture's), got {type(net).__name__}")
     meta = checkpoint_meta(net, train_config, metrics)
     try:
         meta_text = json.dumps(meta, sort_keys=True)

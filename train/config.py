@@ -68,6 +68,9 @@ class DataConfig:
     speed_factor: list[float] = field(default_factory=lambda: [0.85, 1.18])
     # training-split sampling weight multipliers by corpus source name (e.g. {"mma-midi": 0.3})
     source_weights: dict[str, float] = field(default_factory=dict)
+    # kind "manifest": read the corpus decoded once (deepiso corpus cache): "" = the FLAC files, "auto" = the
+    # cache beside the manifest for this rate and channel count, else the cache's folder
+    pcm_cache: str = ""
     num_workers: int = 0
 
 
@@ -118,6 +121,8 @@ class TrainConfig:
     """Everything a run needs; saved into every checkpoint and as ``train_config.json`` in ``out_dir``."""
 
     model: str = "default"  # a named configuration of deepiso.train.model
+    # the network family the named configuration must be ("isolator", "bandfilter", ...); "": whichever it is
+    architecture: str = ""
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     frame_overrides: dict[str, Any] = field(default_factory=dict)  # FrameSpec fields
     data: DataConfig = field(default_factory=DataConfig)

@@ -11,9 +11,13 @@ cut into chunks of at most 30 s, and chunks that are nearly silent are dropped.
 
 ``DIR/manifest.jsonl`` has one JSON record per FLAC file (see
 :data:`RECORD_FIELDS`). Splits (train/valid/test, about 90/5/5) are drawn from
-a hash of the source and the recording's group, so every chunk of one
-recording, and every rendering of one MIDI file, lands in the same split, and
-the same split on every machine.
+the voice's speaker (:func:`speaker_identities`: a TTS voice, a recording's
+speaker, a soundfont's voice presets, else the source) so that no speaker is
+in two splits and the valid and test voices are never trained on, and for
+backgrounds from a hash of the source and the recording's group, so every chunk
+of one recording, and every accompaniment rendering of one MIDI file, lands in
+the same split, and the same split on every machine. ``deepiso corpus resplit
+DIR`` applies the current assignment to a built corpus without remaking audio.
 
 The build is resumable: ``DIR/records/SOURCE.jsonl`` logs each finished input
 item; a re-run skips items whose files exist. An input that cannot be read
@@ -65,6 +69,8 @@ from .corpus_sources import (
     SOUNDFONTS,
     SOURCES,
     SOURCES_BY_NAME,
+    SPEAKER_ALIASES,
+    SPEAKER_SPLITS,
     SUNG_PROGRAMS,
     VOICE,
     VOICE_PROGRAMS,
@@ -153,6 +159,11 @@ class SourceReport:
 
 
 # --------------------------------------------------------------------- splits
+#: The split of a voice file whose voices belong to two splits (a Kokoro blend of a training and a test
+#: voice): in no split, so no speaker is in two.
+UNUSED_SPLIT = "unused"
+
+
 def split_of(source: str, group: str) -> str:
     """Deterministic split for a recording group: ``train`` (~90 %), ``valid`` (~5 %), ``test`` (~5 %)."""
     digest = hashlib.sha256(f"{source}\0{group}".encode()).digest()
@@ -161,6 +172,59 @@ def split_of(source: str, group: str) -> str:
         if u < upper:
             return name
     return SPLITS[-1][0]  # pragma: no cover - u < 1 always
+
+
+def speaker_identities(source: str, speaker: str | None, language: str | None = None,
+                       flags: Sequence[str] = ()) -> tuple[str, ...]:
+    """Who speaks in a voice file: the identities that must each stay in one split.
+
+    Read from what a manifest record holds: ``speaker`` (a TTS voice, a recording's speaker, a
+    soundfont's voice preset), else, for a source whose recordings are per language
+    (``language_pattern``: one set of speakers per language), the language, else the soundfont of a
+    MIDI voice part (flag ``soundfont:NAME``), else the whole source (``source:NAME``). A recording's
+    speaker is named within its source (``hedgewars-voices:Default``). A Kokoro blend is both its voices;
+    an espeak-ng voice is its variant (the timbre: ``en-us+m3`` and ``de+m3`` are one voice); a
+    soundfont preset is its soundfont's voice presets; a sung file is the voice it was sung from (flag
+    ``from:SOURCE``); :data:`SPEAKER_ALIASES` joins names of one voice.
+    """
+    base = next((f[len("from:"):] for f in flags if f.startswith("from:")), None)
+    if speaker is not None and speaker.startswith("sung:") and base:
+        original = speaker[len("sung:"):]
+        return speaker_identities(base, None if original == base else original, language,
+                                  [f for f in flags if not f.startswith("from:")])
+    if speaker is None:
+        font = next((f[len("soundfont:"):] for f in flags if f.startswith("soundfont:")), None)
+        recipe = SOURCES_BY_NAME.get(source)
+        if font:
+            ids = [f"soundfont:{font}"]
+        elif recipe is not None and recipe.language_pattern and language:
+            ids = [f"{source}:{language}"]
+        else:
+            ids = [f"source:{source}"]
+    elif speaker.startswith("kokoro:"):
+        ids = [f"kokoro:{v}" for v in re.split(r"\*[0-9.]+\+", speaker[len("kokoro:"):])]
+    elif speaker.startswith("espeak:"):
+        ids = [f"espeak:+{speaker.rsplit('+', 1)[-1]}"]
+    elif speaker.split(":", 1)[0] in SOUNDFONTS:
+        ids = [f"soundfont:{speaker.split(':', 1)[0]}"]
+    else:  # a synthesiser's voice ("flite:kal") names itself; a recording's speaker is named within its source
+        ids = [speaker if ":" in speaker else f"{source}:{speaker}"]
+    return tuple(dict.fromkeys(SPEAKER_ALIASES.get(i, i) for i in ids))
+
+
+def speaker_split(identities: Sequence[str]) -> str:
+    """The split of a voice file: its identities' split (:data:`SPEAKER_SPLITS`, else a hash of the name,
+    ~90/5/5), or :data:`UNUSED_SPLIT` when they are in different splits."""
+    splits = {SPEAKER_SPLITS.get(i) or split_of("speaker", i) for i in identities}
+    return splits.pop() if len(splits) == 1 else UNUSED_SPLIT
+
+
+def record_split(record: dict) -> str:
+    """The split the recipe gives a manifest record now (a sung file's split is its original's: not here)."""
+    if record["kind"] == VOICE:
+        return speaker_split(speaker_identities(record["source"], record.get("speaker"), record.get("language"),
+                                                record.get("flags") or ()))
+    return split_of(record["source"], record["group"])
 
 
 # ------------------------------------------------------------------ packages
@@ -1087,7 +1151,10 @@ def process_item(item: Item, cfg: BuildConfig, out_dir: str, source: Source) -> 
         return []
     records = []
     stem = output_stem(item)
-    split = item.args.get("split") or split_of(item.source, item.group)
+    flags += [f"soundfont:{item.args['soundfont']}"] if "soundfont" in item.args else []
+    split = item.args.get("split") or record_split({"kind": item.kind, "source": item.source, "group": item.group,
+                                                    "speaker": item.speaker, "language": item.language,
+                                                    "flags": flags})
     bounds = chunk_bounds(audio.size, native, cfg.chunk_seconds)
     for c, (a, b) in enumerate(bounds):
         piece = audio[a:b]
@@ -1109,7 +1176,7 @@ def process_item(item: Item, cfg: BuildConfig, out_dir: str, source: Source) -> 
             "native_rate": int(native), "sample_rate": cfg.sample_rate,
             "duration": round(piece.size / cfg.sample_rate, 4), "chunk": c, "group": item.group,
             "speaker": item.speaker, "language": item.language, "split": split, "weight": source.weight,
-            "flags": flags + ([f"soundfont:{item.args['soundfont']}"] if "soundfont" in item.args else []),
+            "flags": list(flags),
             "rms_dbfs": round(20 * math.log10(rms + 1e-12), 2), "gain_db": round(20 * math.log10(gain), 2),
         })
     return records
@@ -1310,6 +1377,48 @@ def write_manifest(out: str | os.PathLike) -> Path:
     return target
 
 
+def resplit(out_dir: str | os.PathLike) -> dict[str, int]:
+    """Give every file of a built corpus the split the recipe assigns now, without remaking any audio.
+
+    Rewrites each source's resume log (``records/SOURCE.jsonl``, one line per input) and the manifest:
+    a voice file goes to its speakers' split (:func:`record_split`), a sung file to its original's, a
+    background to its group's. Returns how many files moved, as ``{"OLD->NEW": count}``. Refused while
+    a build runs in the folder.
+    """
+    out = Path(out_dir)
+    if not (out / "records").is_dir():
+        raise CorpusError(f"{out}: no records/ folder; build the corpus first (deepiso corpus build {out})")
+    lock = (out / ".build.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise CorpusError(f"{out}: a corpus build is running in this folder") from None
+    moved: dict[str, int] = defaultdict(int)
+    try:
+        states = {p: _load_state(p) for p in sorted((out / "records").glob("*.jsonl"))}
+        records = [r for state in states.values() for e in state.values() for r in e.get("records", [])]
+        sung = {r["path"] for r in records if any(f.startswith("from:") for f in r.get("flags", []))}
+        new = {r["path"]: record_split(r) for r in records if r["path"] not in sung}
+        for r in records:
+            if r["path"] not in new:  # sung: its original's split (the original's own record may be gone: keep)
+                original = r.get("origin", "").removeprefix("sung from ")
+                new[r["path"]] = new.get(original, r["split"])
+        for path, state in states.items():
+            for entry in state.values():
+                for r in entry.get("records", []):
+                    if r["split"] != new[r["path"]]:
+                        moved[f"{r['split']}->{new[r['path']]}"] += 1
+                        r["split"] = new[r["path"]]
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+            tmp.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in state.values()))
+            os.replace(tmp, path)
+        write_manifest(out)
+    finally:
+        lock.close()
+    return dict(moved)
+
+
 def read_manifest(out_dir: str | os.PathLike) -> list[dict]:
     """The records of ``out_dir/manifest.jsonl``; :class:`CorpusError` when there is none."""
     path = Path(out_dir) / "manifest.jsonl"
@@ -1344,6 +1453,10 @@ def summarize(records: Sequence[dict]) -> str:
         lines.append(f"{kind:<10} {cat:<9} " + " ".join(f"{splits.get(s, 0) / 60:>8.1f}" for s, _ in SPLITS))
     total = sum(r["duration"] for r in records) / 60
     lines.append(f"\n{len(records)} files, {total:.1f} minutes")
+    unused = [r for r in records if r["split"] == UNUSED_SPLIT]
+    if unused:
+        lines.append(f"{len(unused)} files ({sum(r['duration'] for r in unused) / 60:.1f} minutes) in no split: "
+                     "their voices belong to two splits")
     return "\n".join(lines)
 
 
@@ -1387,7 +1500,7 @@ def training_data_card(corpus_dir: str | os.PathLike) -> dict:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Entry point of ``deepiso corpus build|info|sources`` (parsed by ``deepiso.realtime.cli``)."""
+    """Entry point of ``deepiso corpus build|info|resplit|sources|card`` (parsed by ``deepiso.realtime.cli``)."""
     if args.corpus_command == "sources":
         for s in SOURCES:
             what = ",".join(s.packages) or s.method
@@ -1400,6 +1513,11 @@ def run_cli(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text)
         else:
             print(text, end="")
+        return 0
+    if args.corpus_command == "resplit":
+        moved = resplit(args.dir)
+        print(", ".join(f"{k}: {v} files" for k, v in sorted(moved.items())) or "no file changes split")
+        print(summarize(read_manifest(args.dir)))
         return 0
     if args.corpus_command == "info":
         if (Path(args.dir) / "records").is_dir():
@@ -1425,6 +1543,7 @@ def run_cli(args: argparse.Namespace) -> int:
 __all__ = [
     "BuildConfig", "CorpusError", "Item", "SourceReport", "SOURCES_BY_NAME", "build_corpus", "chunk_bounds",
     "decode_audio", "enumerate_items", "extract_deb", "fetch_deb", "iter_package_files", "melody_midi",
-    "parse_midi", "process_item", "read_manifest", "render_midi", "select_sources", "spectral_gate", "split_of",
+    "parse_midi", "process_item", "read_manifest", "record_split", "render_midi", "resplit", "select_sources",
+    "speaker_identities", "speaker_split", "spectral_gate", "split_of",
     "split_midi_voices", "summarize", "trim_silence", "write_manifest", "write_midi",
 ]

@@ -168,6 +168,39 @@ SOURCES: tuple[Source, ...] = (
 
 SOURCES_BY_NAME = {s.name: s for s in SOURCES}
 
+# ------------------------------------------------------------ speakers and splits
+# A voice's identity (``corpus.speaker_identities``) stays in one split, so the valid and test voices
+# are never trained on. These tables name voices the recipe records under several names, and the split
+# of every voice of a source with too few voices for a hash to share them out (~90/5/5) fairly; any
+# other identity (espeak-ng variants, fillets-ng actors, hedgewars packs, klettres and ktuberling
+# languages) is placed by a hash of its name.
+
+#: One voice under several speaker names (the same CMU speakers in flite and festival, one Asterisk voice).
+SPEAKER_ALIASES: dict[str, str] = {
+    "flite:kal": "cmu:kal", "flite:kal16": "cmu:kal", "festival:voice_kal_diphone": "cmu:kal",
+    "flite:slt": "cmu:slt", "festival:voice_cmu_us_slt_arctic_hts": "cmu:slt",
+    "flite:awb": "cmu:awb", "flite:rms": "cmu:rms",
+    "festival:voice_lp_diphone": "festival:lp", "festival:voice_pc_diphone": "festival:pc",
+    "asterisk-en:asterisk-en_US_f_Allison": "asterisk:Allison",
+    "asterisk-es:asterisk-es_MX_f_Allison": "asterisk:Allison",
+}
+
+#: The split of each voice identity of the sources with few voices.
+SPEAKER_SPLITS: dict[str, str] = {
+    # Single-speaker sources: the French and the Italian prompts are whole sources out of training.
+    "asterisk:Allison": "train", "asterisk-fr:asterisk-fr_CA_f_June": "test",
+    "asterisk-it-menardi:asterisk-it_IT_f_Menardi": "valid",
+    "source:gcin-voice": "train", "source:warzone2100-voice": "train",
+    # Kokoro-82M's five voices: one for valid, one for test; a blend of voices of two splits is in none.
+    "kokoro:jf_alpha": "train", "kokoro:jf_gongitsune": "train", "kokoro:jm_kumo": "train",
+    "kokoro:jf_tebukuro": "valid", "kokoro:jf_nezumi": "test",
+    # The CMU voices of flite and festival, and festival's Italian diphone voices.
+    "cmu:kal": "train", "cmu:awb": "train", "cmu:slt": "valid", "cmu:rms": "test",
+    "festival:lp": "train", "festival:pc": "test",
+    # The soundfonts' voice presets (Choir Aahs, Voice Oohs, ...), in fluidsynth-choir and in MIDI voice parts.
+    "soundfont:FluidR3_GM": "train", "soundfont:TimGM6mb": "test",
+}
+
 # Small word lists for synthetic sentences (common words; the sentences need
 # the language's sounds, not its grammar).
 WORDS: dict[str, tuple[str, ...]] = {

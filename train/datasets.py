@@ -39,6 +39,8 @@ from torch.utils.data import Dataset
 
 from deepiso.realtime.audio_io import AudioFileError, read_audio, resample
 
+from .pcm_cache import CacheError, PcmCache
+
 #: MedleyDB instrument labels that are a human voice (the "voice" family of
 #: its taxonomy, minus crowd noise and beatboxing).
 MEDLEYDB_VOICE_LABELS = frozenset({
@@ -654,7 +656,9 @@ class SourceMixDataset(EpochDataset):
     over full-band music would otherwise teach. Returns the same dict as
     :class:`TrackSegments`. Files at the mixing rate are read in part (only
     the frames an item uses); others are decoded whole and cached per process
-    (``cache_mb``). Both ways give the same items.
+    (``cache_mb``). With ``pcm`` (a :class:`~deepiso.train.pcm_cache.PcmCache` of
+    the corpus) every read is a slice of the decoded corpus instead. All three
+    ways give the same items.
 
     With probability ``quiet`` a training item gets a quiet stretch of
     ``quiet_seconds`` (at the start of the item half the time, anywhere
@@ -680,7 +684,8 @@ class SourceMixDataset(EpochDataset):
                  band_match: float = 0.0, partial_reads: bool = True, quiet: float = 0.0,
                  quiet_seconds: tuple[float, float] = (0.25, 2.0),
                  quiet_level_db: tuple[float, float] = (-100.0, -50.0), quiet_hiss: float = 0.5,
-                 speed: float = 0.0, speed_factor: tuple[float, float] = (0.85, 1.18), draw: int = 0) -> None:
+                 speed: float = 0.0, speed_factor: tuple[float, float] = (0.85, 1.18), draw: int = 0,
+                 pcm: PcmCache | None = None) -> None:
         super().__init__(seed, items, train, draw)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
@@ -718,6 +723,12 @@ class SourceMixDataset(EpochDataset):
         self._cached = 0
         self.partial_reads = partial_reads
         self._info: dict[Path, int | None] = {}
+        if pcm is not None:
+            try:
+                pcm.check([f.path for f in files], rate, channels)
+            except CacheError as exc:
+                raise DatasetError(str(exc)) from None
+        self.pcm = pcm
 
     @staticmethod
     def _probabilities(files: Sequence[SourceFile]) -> np.ndarray:
@@ -727,6 +738,8 @@ class SourceMixDataset(EpochDataset):
         return w / w.sum()
 
     def _load(self, f: SourceFile) -> np.ndarray:
+        if self.pcm is not None:
+            return self.pcm.read(f.path, 0, self.pcm.frames(f.path))
         if f.path in self._cache:
             self._cache.move_to_end(f.path)
             return self._cache[f.path]
@@ -752,6 +765,8 @@ class SourceMixDataset(EpochDataset):
 
     def _frames(self, f: SourceFile) -> int | None:
         """Frames of a file that can be read in part (at the mixing rate, libsndfile), else ``None``."""
+        if self.pcm is not None:
+            return self.pcm.frames(f.path)
         if f.path not in self._info:
             try:
                 info = sf.info(str(f.path))
@@ -763,6 +778,8 @@ class SourceMixDataset(EpochDataset):
 
     def _read(self, f: SourceFile, start: int, length: int) -> np.ndarray:
         """Frames ``start .. start + length`` of ``f`` as ``(channels, length)``, reading only those."""
+        if self.pcm is not None:
+            return self.pcm.read(f.path, start, length)
         try:
             data = sf.read(str(f.path), start=start, frames=length, dtype="float32", always_2d=True)[0]
         except (sf.LibsndfileError, RuntimeError) as exc:

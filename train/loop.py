@@ -44,7 +44,8 @@ from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_
 from .config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from .features import Frontend, features, from_features
 from .losses import LossWeights, combined_loss, si_sdr
-from .model import IsolatorNet, ModelConfig, build_model, get_config
+from .model import IsolatorNet, ModelConfig, ModelConfigError, architecture_of, build_model, get_config
+from .pcm_cache import CacheError, PcmCache, cache_folder
 
 
 def derive_seed(*keys: int | str) -> int:
@@ -59,12 +60,18 @@ def resolve_model(cfg: TrainConfig) -> tuple[FrameSpec, ModelConfig]:
         spec, mcfg = get_config(cfg.model)
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
+    if cfg.architecture and cfg.architecture != architecture_of(mcfg):
+        raise ConfigError(f"model {cfg.model!r} is a {architecture_of(mcfg)!r} network, not the {cfg.architecture!r} "
+                          "the configuration's architecture names")
     if cfg.frame_overrides:
         d = spec.to_dict()
         d.update(cfg.frame_overrides)
         spec = FrameSpec.from_dict(d)
     if cfg.model_overrides:
-        mcfg = mcfg.replace(**cfg.model_overrides)
+        try:
+            mcfg = mcfg.replace(**cfg.model_overrides)
+        except (TypeError, ModelConfigError) as exc:
+            raise ConfigError(f"model_overrides: {exc}") from None
     return spec, mcfg
 
 
@@ -102,6 +109,8 @@ def _build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset,
         raise ConfigError(f"data.segment_seconds {d.segment_seconds} is shorter than one frame")
     common = {"rate": spec.sample_rate, "samples": samples, "channels": d.channels, "seed": cfg.seed}
     summary: dict[str, Any] = {"kind": d.kind, "root": d.root}
+    if d.pcm_cache and d.kind != "manifest":
+        raise ConfigError("data.pcm_cache needs data.kind 'manifest' (a cache is built from a corpus manifest)")
     if d.kind in ("folder", "musdb", "medleydb"):
         if not d.root:
             raise ConfigError(f"data.root is required for data.kind {d.kind!r}")
@@ -141,9 +150,16 @@ def _build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset,
                                        {f.source for f in files})
         valid_files = [f for f in files if f.split == "valid"]
         summary.update(train_files=len(train_files), valid_files=len(valid_files),
-                       sources=ds.sources_summary(train_files + valid_files),
+                       sources=ds.sources_summary(train_files), valid_sources=ds.sources_summary(valid_files),
                        categories=sorted({f.category for f in files if f.category}))
         mix = {"snr_db": tuple(d.snr_db), "level_db": tuple(d.level_db), "voice_fill": tuple(d.voice_fill)}
+        if d.pcm_cache:
+            folder = cache_folder(d.root, spec.sample_rate, d.channels) if d.pcm_cache == "auto" else d.pcm_cache
+            try:
+                mix["pcm"] = PcmCache(folder, d.root)
+            except CacheError as exc:
+                raise ds.DatasetError(str(exc)) from None
+            summary["pcm_cache"] = str(folder)
         try:
             train_ds = ds.SourceMixDataset(train_files, items=d.train_items, train=True, draw=d.draw,
                                            loopback=cfg.augment.loopback, band_match=d.band_match, quiet=d.quiet,
@@ -435,6 +451,13 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
             net, _ = import_onnx(source)
         except (ModelError, OnnxImportError) as exc:
             raise ConfigError(f"optim.init_from: {exc}") from None
+    if not isinstance(net, IsolatorNet) or not isinstance(mcfg, ModelConfig):
+        # reframing, widening and adding a filter or an input are IsolatorNet's: another architecture
+        # starts only from the same network
+        if net.spec.to_dict() != spec.to_dict() or net.cfg.to_dict() != mcfg.to_dict():
+            raise ConfigError(f"optim.init_from: {source} is a {architecture_of(net.cfg)!r} network other than "
+                              f"this configuration's {architecture_of(mcfg)!r} one")
+        return {k: v.detach().clone() for k, v in net.state_dict().items()}, trained
     if net.spec.to_dict() != spec.to_dict():
         from .reframe import WINDOW_FIELDS, ReframeError, reframe
 

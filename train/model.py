@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -104,6 +105,9 @@ class ModelConfig:
       (:func:`deepiso.train.deepfilter.add_deep_filter`).
     """
 
+    #: Not a field: the serialised form of this architecture carries no ``architecture`` key.
+    architecture: ClassVar[str] = "isolator"
+
     name: str = "custom"
     hidden: int = 256
     layers: int = 2
@@ -175,10 +179,15 @@ class ModelConfig:
         return {"format_version": MODEL_FORMAT_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """The configuration ``data`` describes: a :class:`ModelConfig`, or with an ``architecture`` key
+        naming another registered architecture, that architecture's configuration (see :data:`ARCHITECTURES`)."""
         if not isinstance(data, dict):
             raise ModelConfigError(f"a model config must be a JSON object, got {type(data).__name__}")
         data = dict(data)
+        arch = data.pop("architecture", cls.architecture)
+        if arch != cls.architecture:
+            return architecture(arch).config.from_dict({**data, "architecture": arch})
         version = data.pop("format_version", MODEL_FORMAT_VERSION)
         if not isinstance(version, int) or version < 1:
             raise ModelConfigError(f"model config format_version {version!r} is not valid")
@@ -236,6 +245,60 @@ def get_config(name: str) -> tuple[FrameSpec, ModelConfig]:
         return CONFIGS[name]
     except KeyError:
         raise KeyError(f"unknown model configuration {name!r}; known: {', '.join(sorted(CONFIGS))}") from None
+
+
+# ----------------------------------------------------------------------------
+# Architectures: network classes beside IsolatorNet, chosen by their configuration's type
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network family: its configuration dataclass (``from_dict``, ``to_dict``, ``replace``, ``name``,
+    ``layers``, ``hidden``) and the function that builds its network from ``(FrameSpec, config)``.
+
+    Every network takes ``forward(x, (h, c)) -> (y, (h, c))`` with ``h`` and ``c`` of shape
+    ``(layers, B, hidden)`` (the engine's state contract) and has ``spec``, ``cfg``, ``initial_state``,
+    ``vocal_spectrum`` and ``num_parameters``.
+    """
+
+    name: str
+    config: type
+    network: type
+    build: Callable[[FrameSpec, Any], nn.Module]
+
+
+#: The registered architectures by name. A serialised configuration (checkpoint, model card) names its
+#: architecture in an ``architecture`` key; one without that key is an :class:`IsolatorNet`'s, so every
+#: file written before other architectures existed reads as it did.
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(arch: Architecture, configs: dict[str, tuple[FrameSpec, Any]] | None = None) -> None:
+    """Add ``arch`` and its named configurations (to :data:`CONFIGS`, for ``get_config`` and training)."""
+    ARCHITECTURES[arch.name] = arch
+    for name, pair in (configs or {}).items():
+        if name in CONFIGS and CONFIGS[name] != pair:
+            raise ModelConfigError(f"model configuration {name!r} is already defined")
+        CONFIGS[name] = pair
+
+
+def architecture(name: str) -> Architecture:
+    """The registered architecture ``name``; :class:`ModelConfigError` naming the known ones otherwise."""
+    try:
+        return ARCHITECTURES[name]
+    except (KeyError, TypeError):
+        raise ModelConfigError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}") \
+            from None
+
+
+def architecture_of(cfg: Any) -> str:
+    """The architecture name of a model configuration (``"isolator"`` for a :class:`ModelConfig`)."""
+    return str(getattr(cfg, "architecture", ModelConfig.architecture))
+
+
+def network_types() -> tuple[type, ...]:
+    """The network classes of all registered architectures."""
+    return tuple(a.network for a in ARCHITECTURES.values())
 
 
 # ----------------------------------------------------------------------------
@@ -470,7 +533,10 @@ class IsolatorNet(nn.Module):
 
 
 def build_model(spec: FrameSpec, cfg: ModelConfig) -> IsolatorNet:
-    """A fresh :class:`IsolatorNet` (PyTorch's default init) for ``spec`` and ``cfg``."""
+    """A fresh :class:`IsolatorNet` (PyTorch's default init) for ``spec`` and ``cfg``; for the configuration
+    of another architecture, that architecture's network."""
+    if not isinstance(cfg, ModelConfig):
+        return architecture(architecture_of(cfg)).build(spec, cfg)
     if cfg.bands and spec.output == "spectrum":
         # Band pooling drops the phase; a spectrum output would have to invent it.
         raise ModelConfigError("bands > 0 needs a mask output (ratio_mask or complex_mask), not 'spectrum'")
@@ -507,3 +573,10 @@ class TorchSequence:
         with torch.inference_mode():
             y, self.state = self.net(torch.from_numpy(np.ascontiguousarray(x, np.float32)), self.state)
         return y.numpy()
+
+
+register_architecture(Architecture(ModelConfig.architecture, ModelConfig, IsolatorNet, build_model))
+
+# Other architectures register themselves on import; importing them here makes every configuration
+# known wherever this module is (they import this module, so they come last).
+from . import bandfilter as _bandfilter  # noqa: E402, F401

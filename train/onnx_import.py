@@ -1,4 +1,4 @@
-"""Exported ONNX → PyTorch: rebuild an :class:`IsolatorNet` from a deepiso model file.
+"""Exported ONNX → PyTorch: rebuild a network (an :class:`IsolatorNet`, a bandfilter one) from a deepiso model file.
 
 The exporter turns a checkpoint into an ONNX step graph (and int8 copies of
 it); this module goes the other way, so that a shipped model can be
@@ -15,6 +15,8 @@ graph:
   i, o, f, c become PyTorch's ``weight_ih``/``weight_hh``/``bias_ih``/``bias_hh``
   in gate order i, f, g, o; ``DynamicQuantizeLSTM``'s transposed int8
   weights are dequantised;
+* ``GRU`` layers (the bandfilter architecture), in graph order: gate order
+  z, r, h becomes PyTorch's r, z, n;
 * everything else (LayerNorm, buffers) by its name.
 
 An fp32 file comes back bit for bit (tested). An int8 file comes back with
@@ -160,6 +162,37 @@ def _lstm_weights(g: _Graph, hidden: int, layers: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _gru_weights(g: _Graph, hidden: int, layers: int) -> dict[str, np.ndarray]:
+    """``gru.*_l{k}`` weights from the graph's GRU nodes (a bandfilter network's), in graph order.
+
+    ONNX's gate order z, r, h becomes PyTorch's r, z, n (PyTorch exports ``linear_before_reset=1``, its own
+    form); dynamic int8 quantisation leaves GRU nodes in float.
+    """
+    nodes = [n for n in g.nodes if n.op_type == "GRU"]
+    if len(nodes) != layers:
+        raise OnnxImportError(f"the graph has {len(nodes)} GRU node(s), the model card says {layers} layer(s)")
+
+    def gates(w: np.ndarray) -> np.ndarray:
+        z, r, h = (w[k * hidden:(k + 1) * hidden] for k in range(3))
+        return np.concatenate([r, z, h], axis=0)
+
+    out: dict[str, np.ndarray] = {}
+    for k, n in enumerate(nodes):
+        if next((a.i for a in n.attribute if a.name == "linear_before_reset"), 0) != 1:
+            raise OnnxImportError(f"GRU layer {k} is not in PyTorch's form (linear_before_reset=1)")
+        w = g.value(n.input[1], "GRU W")[0]
+        r = g.value(n.input[2], "GRU R")[0]
+        b = g.value(n.input[3], "GRU B")[0] if len(n.input) > 3 and n.input[3] else np.zeros(6 * hidden, np.float32)
+        if w.shape[0] != 3 * hidden or r.shape != (3 * hidden, hidden) or b.shape != (6 * hidden,):
+            raise OnnxImportError(f"GRU layer {k}: weights {w.shape}, {r.shape}, {b.shape} do not fit "
+                                  f"hidden size {hidden}")
+        out[f"gru.weight_ih_l{k}"] = gates(w)
+        out[f"gru.weight_hh_l{k}"] = gates(r)
+        out[f"gru.bias_ih_l{k}"] = gates(b[: 3 * hidden])
+        out[f"gru.bias_hh_l{k}"] = gates(b[3 * hidden:])
+    return out
+
+
 def import_onnx(path: str | os.PathLike) -> tuple[IsolatorNet, dict[str, Any]]:
     """``(network in eval mode, model card)`` rebuilt from a deepiso ONNX file (a path or shipped name).
 
@@ -183,7 +216,10 @@ def import_onnx(path: str | os.PathLike) -> tuple[IsolatorNet, dict[str, Any]]:
     g = _Graph(onnx.load_from_string(onnx_file.data))
     # Export wraps the network (StepGraph.net), so graph names carry a "net." prefix.
     found = {_unprefixed(k): v for k, v in _linear_weights(g).items()}
-    found.update(_lstm_weights(g, net.cfg.hidden, net.cfg.layers))
+    if isinstance(net, IsolatorNet):
+        found.update(_lstm_weights(g, net.cfg.hidden, net.cfg.layers))
+    else:
+        found.update(_gru_weights(g, net.cfg.hidden, net.cfg.layers))
     named = {_unprefixed(k): v for k, v in g.init.items()}
     loaded: dict[str, torch.Tensor] = {}
     for name, ref in net.state_dict().items():
