@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from deepiso.realtime.frame import FrameSpec
 
-from .model import Architecture, ModelConfigError, register_architecture
+from .model import Architecture, ModelConfigError, centre_features, deep_filtered, register_architecture
 
 #: Version of :meth:`BandFilterConfig.to_dict`'s layout and of the band matrices; readers refuse newer ones.
 FORMAT_VERSION = 1
@@ -250,25 +250,12 @@ class BandFilterNet(nn.Module):
         return self._filtered(mask, coef, x), (h, c)
 
     def _filtered(self, mask: Tensor, coef: Tensor, x: Tensor) -> Tensor:
-        """``mask`` ``(B, T, n_bins)`` on the centre frame plus the complex filter ``coef``
-        ``(B, T, 2 * K * D)`` (real parts, then imaginary, each ``(K, D)`` context-major) over the ``D``
-        lowest bins of the K context frames: real+imag ``(B, T, 2 * n_bins)``."""
-        n, d, k = self.spec.n_bins, self.cfg.df_bins, self.spec.context
-        b, t, _ = x.shape
-        frames = x.reshape(b, t, k, 2 * n)
-        centre = self.centre_features(x)
-        cr, ci = centre[..., :n] * mask, centre[..., n:] * mask
-        fr, fi = frames[..., :d], frames[..., n : n + d]  # (B, T, K, D)
-        wr, wi = coef[..., : k * d].reshape(b, t, k, d), coef[..., k * d :].reshape(b, t, k, d)
-        dr = (wr * fr - wi * fi).sum(dim=2)
-        di = (wr * fi + wi * fr).sum(dim=2)
-        return torch.cat([cr[..., :d] + dr, cr[..., d:], ci[..., :d] + di, ci[..., d:]], dim=-1)
+        return deep_filtered(self.spec, self.cfg.df_bins, mask, coef, x)
 
     # ------------------------------------------------------------- outputs
     def centre_features(self, x: Tensor) -> Tensor:
         """The centre frame's real+imag features ``(..., 2 * n_bins)`` from contexts ``(..., input_size)``."""
-        f, p = self.spec.feature_size, self.spec.past_frames
-        return x[..., p * f : (p + 1) * f]
+        return centre_features(self.spec, x)
 
     def vocal_spectrum(self, y: Tensor, x: Tensor) -> Tensor:
         """The vocal spectrum's real+imag: the output itself (output kind ``"spectrum"``)."""

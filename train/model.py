@@ -389,6 +389,28 @@ class FrameTransform(nn.Module):
 # The network
 
 
+def centre_features(spec: FrameSpec, x: Tensor) -> Tensor:
+    """The centre frame's real+imag features ``(..., 2 * n_bins)`` from contexts ``(..., input_size)``."""
+    f, p = spec.feature_size, spec.past_frames
+    return x[..., p * f : (p + 1) * f]
+
+
+def deep_filtered(spec: FrameSpec, d: int, mask: Tensor, coef: Tensor, x: Tensor) -> Tensor:
+    """The vocal spectrum's real+imag ``(B, T, 2 * n_bins)``: ``mask`` ``(B, T, n_bins)`` on the centre
+    frame, plus the complex filter ``coef`` ``(B, T, 2 * K * d)`` (real parts, then imaginary, each
+    ``(K, d)`` context-major) over the ``d`` lowest bins of the K context frames of ``x``."""
+    n, k = spec.n_bins, spec.context
+    b, t, _ = x.shape
+    frames = x.reshape(b, t, k, 2 * n)
+    centre = centre_features(spec, x)
+    cr, ci = centre[..., :n] * mask, centre[..., n:] * mask
+    fr, fi = frames[..., :d], frames[..., n : n + d]  # (B, T, K, d)
+    wr, wi = coef[..., : k * d].reshape(b, t, k, d), coef[..., k * d :].reshape(b, t, k, d)
+    dr = (wr * fr - wi * fi).sum(dim=2)
+    di = (wr * fi + wi * fr).sum(dim=2)
+    return torch.cat([cr[..., :d] + dr, cr[..., d:], ci[..., :d] + di, ci[..., d:]], dim=-1)
+
+
 class IsolatorNet(nn.Module):
     """Awareness context in, vocal spectrum (or mask) out, one row per frame.
 
@@ -492,25 +514,12 @@ class IsolatorNet(nn.Module):
         return y, (h, c)
 
     def _deep_filtered(self, mask: Tensor, coef: Tensor, x: Tensor) -> Tensor:
-        """The vocal spectrum's real+imag ``(B, T, 2 * n_bins)``: ``mask`` ``(B, T, n_bins)`` on the centre
-        frame, plus the complex filter ``coef`` ``(B, T, 2 * K * D)`` (real parts, then imaginary, each
-        ``(K, D)`` context-major) over the ``D`` lowest bins of the K context frames of ``x``."""
-        n, d, k = self.spec.n_bins, self.cfg.deep_filter, self.spec.context
-        b, t, _ = x.shape
-        frames = x.reshape(b, t, k, 2 * n)
-        centre = self.centre_features(x)
-        cr, ci = centre[..., :n] * mask, centre[..., n:] * mask
-        fr, fi = frames[..., :d], frames[..., n : n + d]  # (B, T, K, D)
-        wr, wi = coef[..., : k * d].reshape(b, t, k, d), coef[..., k * d :].reshape(b, t, k, d)
-        dr = (wr * fr - wi * fi).sum(dim=2)
-        di = (wr * fi + wi * fr).sum(dim=2)
-        return torch.cat([cr[..., :d] + dr, cr[..., d:], ci[..., :d] + di, ci[..., d:]], dim=-1)
+        return deep_filtered(self.spec, self.cfg.deep_filter, mask, coef, x)
 
     # ------------------------------------------------------------- outputs
     def centre_features(self, x: Tensor) -> Tensor:
         """The centre frame's real+imag features ``(..., 2 * n_bins)`` from contexts ``(..., input_size)``."""
-        f, p = self.spec.feature_size, self.spec.past_frames
-        return x[..., p * f : (p + 1) * f]
+        return centre_features(self.spec, x)
 
     def vocal_spectrum(self, y: Tensor, x: Tensor) -> Tensor:
         """Real+imag vocal spectrum ``(..., 2 * n_bins)`` from output ``y`` and the input contexts ``x``.
