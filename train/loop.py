@@ -548,6 +548,261 @@ def same_draw(cfg: TrainConfig, trained: dict) -> bool:
 _NOT_IN_TRAINING_ITEMS = frozenset({"valid_items", "valid_set", "num_workers"})
 
 
+def _device_kind(cfg: TrainConfig) -> str:
+    return "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
+        else "cpu"
+
+
+class Trainer:
+    """One training run, resumable after a kill: set-up, steps, validation, checkpoints and logging apart.
+
+    :meth:`run` trains to ``optim.epochs``. Every random draw comes from ``(seed, epoch, step, rank)``
+    and the position, optimiser, history and carried states are checkpointed in ``out_dir/last.pt``,
+    so a run killed at any step and resumed gives the weights an uninterrupted run gives.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, restart: bool = False) -> None:
+        check_schedule(cfg)  # before any data is read or process group joined
+        self.cfg = cfg
+        self.d = d = init_distributed(_device_kind(cfg))
+        self.device = device = pick_device(cfg, d.local_rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
+        self.out = Path(cfg.out_dir)
+        self.spec, self.mcfg = resolve_model(cfg)
+        self.train_ds, self.valid_ds, self.data_summary = build_datasets(cfg, self.spec)
+        self.weights = LossWeights(**vars(cfg.loss))
+        if not any([self.weights.contrastive, self.weights.magnitude, self.weights.si_sdr, self.weights.gap]):
+            raise ConfigError("all loss weights are zero: enable loss.contrastive, loss.magnitude, loss.si_sdr or "
+                              "loss.gap")
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        self.net = build_model(self.spec, self.mcfg).to(device)
+        self.frontend = Frontend(self.spec).to(device)
+        self.augment = build_augment(cfg).to(device)
+        try:
+            self.carry = StateCarry(cfg.augment.carry_state, self.spec.hop)
+        except ValueError as exc:
+            raise ConfigError(f"augment.carry_state: {exc}") from None
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.position: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0}
+        self.history: list[dict] = []
+        self.best: dict[str, Any] = {"val_loss": math.inf, "epoch": -1}
+        self.last = self.out / "last.pt"
+        resuming = self.last.exists() and not restart
+        if cfg.optim.init_from and not resuming:
+            self._start_from(cfg.optim.init_from)
+        if resuming:
+            self._resume()
+        self.model: torch.nn.Module = self.net
+        if d.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.train_config = cfg.to_dict()
+        self.train_config["data_summary"] = self.data_summary
+        self.train_config["world_size"] = d.world
+        if d.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "train_config.json")
+        self._schedule()
+
+    # ------------------------------------------------------------ set-up
+    def _start_from(self, source: str) -> None:
+        """Weights of another model (``optim.init_from``) for a run that starts afresh."""
+        state, trained = initial_weights(source, self.spec, self.mcfg, verbose=self.d.main)
+        self.net.load_state_dict(state)
+        if self.d.main:
+            print(f"starting from the weights of {source}", file=sys.stderr)
+            if same_draw(self.cfg, trained):
+                print(f"warning: {source} was trained on the mixtures this run draws (seed "
+                      f"{self.cfg.seed}, data.draw {self.cfg.data.draw}): its epochs come again; set data.draw to "
+                      "one it did not use", file=sys.stderr)
+
+    def _resume(self) -> None:
+        """Weights, optimiser, position, history and carried states from ``last.pt``."""
+        payload = read_checkpoint(self.last)
+        extra = payload.get("extra") or {}
+        if "optimizer" not in extra or "position" not in extra:
+            raise CheckpointError(self.last, "not a resumable checkpoint (no optimiser state)")
+        stored = payload["meta"]
+        if stored["frame_spec"] != self.spec.to_dict() or stored["model"] != self.mcfg.to_dict():
+            raise CheckpointError(self.last, "was written for another model configuration; use --restart to "
+                                             "start afresh or another out_dir")
+        self.net.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(extra["optimizer"])
+        for group in self.optimizer.param_groups:  # the configuration's rate wins: a resumed run may lower it
+            group["lr"], group["weight_decay"] = self.cfg.optim.lr, self.cfg.optim.weight_decay
+        self.position = json.loads(extra["position"])
+        self.history = json.loads(extra["history"])
+        self.best = json.loads(extra["best"])
+        carried = extra.get("carry")
+        if carried is not None and carried.shape[0] == self.d.world:
+            self.carry.load_state_dict(carried[self.d.rank], self.device)
+        if self.d.main:
+            p = self.position
+            print(f"resuming from {self.last}: epoch {p['epoch'] + 1}, step {p['step']} "
+                  f"(global step {p['global_step']})", file=sys.stderr)
+
+    def _schedule(self) -> None:
+        cfg, d = self.cfg, self.d
+        self.per_rank = cfg.data.train_items // d.world
+        steps = self.per_rank // cfg.optim.batch_size
+        if cfg.optim.max_steps_per_epoch:
+            steps = min(steps, cfg.optim.max_steps_per_epoch)
+        if steps < 1:
+            raise ConfigError(f"data.train_items {cfg.data.train_items} gives no full batch of "
+                              f"{cfg.optim.batch_size} per process ({d.world} processes)")
+        self.steps_per_epoch = steps
+        self.total_steps = steps * cfg.optim.epochs
+        valid_idx = list(range(d.rank, len(self.valid_ds), d.world))
+        self.valid_loader = DataLoader(self.valid_ds, batch_sampler=_batches(
+            valid_idx, cfg.optim.batch_size, -(-len(valid_idx) // cfg.optim.batch_size), 0),
+            num_workers=cfg.data.num_workers)
+
+    # ------------------------------------------------------------ checkpoints and logs
+    def save_last(self) -> None:
+        """The resumable checkpoint: weights, optimiser, position, history, best and carried states."""
+        carried = _gather_carry(self.carry, self.d)
+        if not self.d.main:
+            return
+        extra = {"optimizer": self.optimizer.state_dict(), "position": json.dumps(self.position),
+                 "history": json.dumps(self.history), "best": json.dumps(self.best)}
+        if carried is not None:
+            extra["carry"] = carried
+        save_checkpoint(self.last, self.net, train_config=self.train_config,
+                        metrics=self.history[-1] if self.history else None, extra=extra)
+
+    def _log_step(self, loss: float, rate: float, parts: dict[str, float]) -> None:
+        step = self.position["global_step"]
+        if self.writer is not None and step % max(self.cfg.log_every, 1) == 0:
+            self.writer.add_scalar("train/loss", loss, step)
+            self.writer.add_scalar("train/lr", rate, step)
+            for k, v in parts.items():
+                self.writer.add_scalar(f"train/{k}", v, step)
+
+    def _log_epoch(self, record: dict, improved: bool) -> None:
+        _write_json(self.out / "history.json", self.history)
+        plot_history(self.history, self.out / "loss.png")
+        if self.writer is not None:
+            for k, v in record.items():
+                if k.startswith("val_") or k == "train_loss":
+                    self.writer.add_scalar(f"epoch/{k}", v, self.position["global_step"])
+            self.writer.flush()
+        print(f"epoch {record['epoch'] + 1}/{self.cfg.optim.epochs}: train loss {record['train_loss']:.4f}, "
+              f"validation loss {record['val_loss']:.4f}, SI-SDR {record['val_si_sdr']:.2f} dB "
+              f"(improvement {record['val_si_sdri']:.2f} dB)" + ("  *best*" if improved else ""),
+              file=sys.stderr)
+
+    # ------------------------------------------------------------ training
+    def step(self, batch: dict[str, torch.Tensor], epoch: int, step: int) -> tuple[float, float, dict[str, float]]:
+        """One optimiser step on ``batch``: ``(loss, learning rate, loss parts)``."""
+        cfg, d = self.cfg, self.d
+        torch.manual_seed(derive_seed(cfg.seed, epoch, step, d.rank, "dropout"))
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(derive_seed(cfg.seed, epoch, step, d.rank, "augment"))
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch = self.augment(batch, gen)
+        res = run_batch(self.model, self.net, self.frontend, batch, self.weights, need_waves=False,
+                        carry=self.carry, gen=gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        res.loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.grad_clip)
+        rate = learning_rate(cfg.optim, self.position["global_step"], self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self.optimizer.step()
+        loss = float(res.loss.detach())
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, step {step}; "
+                                     "lower optim.lr or check the data")
+        self.audio_seconds += batch["mixture"].shape[0] * batch["mixture"].shape[-1] / self.spec.sample_rate
+        return loss, rate, res.parts
+
+    def run_epoch(self, epoch: int, stop_after_steps: int | None) -> float:
+        """The steps of ``epoch`` from where the position stands; the sum of their losses."""
+        from tqdm import tqdm
+
+        cfg, d = self.cfg, self.d
+        self.train_ds.set_epoch(epoch)
+        resumed = epoch == self.position["epoch"]
+        start_step = self.position["step"] if resumed else 0
+        indices = list(range(d.rank, d.world * self.per_rank, d.world))
+        loader = DataLoader(self.train_ds, num_workers=cfg.data.num_workers, batch_sampler=_batches(
+            indices, cfg.optim.batch_size, self.steps_per_epoch, start_step))
+        bar = tqdm(total=self.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+                   disable=not (cfg.progress and d.main), leave=False, file=sys.stderr)
+        epoch_loss = float(self.position.get("epoch_loss_sum", 0.0)) if resumed else 0.0
+        for step, batch in enumerate(loader, start=start_step):
+            loss, rate, parts = self.step(batch, epoch, step)
+            epoch_loss += loss
+            self.position = {"epoch": epoch, "step": step + 1, "global_step": self.position["global_step"] + 1,
+                             "epoch_loss_sum": epoch_loss}
+            self.steps_this_call += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            self._log_step(loss, rate, parts)
+            if cfg.checkpoint_every and self.position["global_step"] % cfg.checkpoint_every == 0 \
+                    and self.position["step"] < self.steps_per_epoch:
+                self.save_last()
+            if stop_after_steps is not None and self.steps_this_call >= stop_after_steps:
+                self.save_last()
+                raise _StopRequested
+        bar.close()
+        return epoch_loss
+
+    def end_epoch(self, epoch: int, epoch_loss: float) -> None:
+        """Validate, keep the best weights, checkpoint the position at the next epoch, log."""
+        d = self.d
+        metrics = validate(self.model, self.net, self.frontend, self.valid_loader, self.weights, self.device, d)
+        train_loss = _all_reduce([epoch_loss / self.steps_per_epoch], d, self.device)[0] / d.world
+        record = {"epoch": epoch, "global_step": self.position["global_step"], "train_loss": train_loss, **metrics}
+        self.history.append(record)
+        improved = metrics["val_loss"] < self.best["val_loss"]
+        if improved:
+            self.best = {"val_loss": metrics["val_loss"], "epoch": epoch}
+        self.position = {"epoch": epoch + 1, "step": 0, "global_step": self.position["global_step"],
+                         "epoch_loss_sum": 0.0}
+        if d.main:
+            if improved:
+                save_checkpoint(self.out / "best.pt", self.net, train_config=self.train_config, metrics=record)
+            if self.cfg.keep_epochs:
+                save_checkpoint(self.out / f"epoch_{epoch + 1:03d}.pt", self.net, train_config=self.train_config,
+                                metrics=record, config_json=False)
+        self.save_last()
+        if d.main:
+            self._log_epoch(record, improved)
+
+    def run(self, stop_after_steps: int | None = None) -> dict[str, Any]:
+        """Train to the last epoch (or ``stop_after_steps`` steps of this call); returns a summary."""
+        cfg, d = self.cfg, self.d
+        self.writer = None
+        if d.main and cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tb"), purge_step=self.position["global_step"] or None)
+        self.steps_this_call = 0
+        self.audio_seconds = 0.0
+        t_start = time.perf_counter()
+        self.model.train()
+        self.augment.train()
+        try:
+            for epoch in range(self.position["epoch"], cfg.optim.epochs):
+                self.end_epoch(epoch, self.run_epoch(epoch, stop_after_steps))
+        except _StopRequested:
+            pass
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        if d.world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+        return {"out_dir": str(self.out), "position": self.position, "history": self.history, "best": self.best,
+                "steps": self.steps_this_call, "seconds": time.perf_counter() - t_start,
+                "audio_seconds": self.audio_seconds, "rank": d.rank, "world": d.world, "device": str(self.device),
+                "parameters": self.net.num_parameters(), "data": self.data_summary}
+
+
 def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Run (or resume) the training described by ``cfg``; returns a summary dict.
 
@@ -555,210 +810,4 @@ def train(cfg: TrainConfig, *, restart: bool = False, stop_after_steps: int | No
     ``stop_after_steps``: return after that many optimiser steps of this call
     (used by benchmarks; a checkpoint is written first).
     """
-    check_schedule(cfg)  # before any data is read or process group joined
-    device_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
-        else "cpu"
-    d = init_distributed(device_kind)
-    device = pick_device(cfg, d.local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // d.world)
-    torch.set_num_threads(threads)
-
-    out = Path(cfg.out_dir)
-    spec, mcfg = resolve_model(cfg)
-    train_ds, valid_ds, data_summary = build_datasets(cfg, spec)
-    weights = LossWeights(**vars(cfg.loss))
-    if not any([weights.contrastive, weights.magnitude, weights.si_sdr, weights.gap]):
-        raise ConfigError("all loss weights are zero: enable loss.contrastive, loss.magnitude, loss.si_sdr or "
-                          "loss.gap")
-
-    torch.manual_seed(derive_seed(cfg.seed, "init"))
-    net = build_model(spec, mcfg).to(device)
-    frontend = Frontend(spec).to(device)
-    augment = build_augment(cfg).to(device)
-    try:
-        carry = StateCarry(cfg.augment.carry_state, spec.hop)
-    except ValueError as exc:
-        raise ConfigError(f"augment.carry_state: {exc}") from None
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-
-    position = {"epoch": 0, "step": 0, "global_step": 0}
-    history: list[dict] = []
-    best = {"val_loss": math.inf, "epoch": -1}
-    last = out / "last.pt"
-    resuming = last.exists() and not restart
-    if cfg.optim.init_from and not resuming:
-        state, trained = initial_weights(cfg.optim.init_from, spec, mcfg, verbose=d.main)
-        net.load_state_dict(state)
-        if d.main:
-            print(f"starting from the weights of {cfg.optim.init_from}", file=sys.stderr)
-            if same_draw(cfg, trained):
-                print(f"warning: {cfg.optim.init_from} was trained on the mixtures this run draws (seed "
-                      f"{cfg.seed}, data.draw {cfg.data.draw}): its epochs come again; set data.draw to "
-                      "one it did not use", file=sys.stderr)
-    if resuming:
-        payload = read_checkpoint(last)
-        extra = payload.get("extra") or {}
-        if "optimizer" not in extra or "position" not in extra:
-            raise CheckpointError(last, "not a resumable checkpoint (no optimiser state)")
-        stored = payload["meta"]
-        if stored["frame_spec"] != spec.to_dict() or stored["model"] != mcfg.to_dict():
-            raise CheckpointError(last, "was written for another model configuration; use --restart to "
-                                        "start afresh or another out_dir")
-        net.load_state_dict(payload["state_dict"])
-        optimizer.load_state_dict(extra["optimizer"])
-        for group in optimizer.param_groups:  # the configuration's rate wins: a resumed run may lower it
-            group["lr"], group["weight_decay"] = cfg.optim.lr, cfg.optim.weight_decay
-        position = json.loads(extra["position"])
-        history = json.loads(extra["history"])
-        best = json.loads(extra["best"])
-        carried = extra.get("carry")
-        if carried is not None and carried.shape[0] == d.world:
-            carry.load_state_dict(carried[d.rank], device)
-        if d.main:
-            print(f"resuming from {last}: epoch {position['epoch'] + 1}, step {position['step']} "
-                  f"(global step {position['global_step']})", file=sys.stderr)
-
-    model: torch.nn.Module = net
-    if d.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
-                                                          else None)
-    train_config = cfg.to_dict()
-    train_config["data_summary"] = data_summary
-    train_config["world_size"] = d.world
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "train_config.json")
-
-    writer = None
-    if d.main and cfg.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"), purge_step=position["global_step"] or None)
-
-    def save_last(pos: dict, carried: torch.Tensor | None) -> None:
-        if not d.main:
-            return
-        extra = {"optimizer": optimizer.state_dict(), "position": json.dumps(pos),
-                 "history": json.dumps(history), "best": json.dumps(best)}
-        if carried is not None:
-            extra["carry"] = carried
-        save_checkpoint(last, net, train_config=train_config, metrics=history[-1] if history else None,
-                        extra=extra)
-
-    per_rank = cfg.data.train_items // d.world
-    steps_per_epoch = per_rank // cfg.optim.batch_size
-    if cfg.optim.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.optim.max_steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ConfigError(f"data.train_items {cfg.data.train_items} gives no full batch of "
-                          f"{cfg.optim.batch_size} per process ({d.world} processes)")
-    total_steps = steps_per_epoch * cfg.optim.epochs
-    valid_idx = list(range(d.rank, len(valid_ds), d.world))
-    valid_loader = DataLoader(valid_ds, batch_sampler=_batches(valid_idx, cfg.optim.batch_size,
-                                                               -(-len(valid_idx) // cfg.optim.batch_size), 0),
-                              num_workers=cfg.data.num_workers)
-
-    from tqdm import tqdm
-
-    steps_this_call = 0
-    t_start = time.perf_counter()
-    audio_seconds = 0.0
-    model.train()
-    augment.train()
-    try:
-        for epoch in range(position["epoch"], cfg.optim.epochs):
-            train_ds.set_epoch(epoch)
-            start_step = position["step"] if epoch == position["epoch"] else 0
-            indices = list(range(d.rank, d.world * per_rank, d.world))
-            loader = DataLoader(train_ds, batch_sampler=_batches(indices, cfg.optim.batch_size, steps_per_epoch,
-                                                                 start_step),
-                                num_workers=cfg.data.num_workers)
-            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
-                       disable=not (cfg.progress and d.main), leave=False, file=sys.stderr)
-            epoch_loss = float(position.get("epoch_loss_sum", 0.0)) if epoch == position["epoch"] else 0.0
-            for step, batch in enumerate(loader, start=start_step):
-                torch.manual_seed(derive_seed(cfg.seed, epoch, step, d.rank, "dropout"))
-                gen = torch.Generator(device=device)
-                gen.manual_seed(derive_seed(cfg.seed, epoch, step, d.rank, "augment"))
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                batch = augment(batch, gen)
-                res = run_batch(model, net, frontend, batch, weights, need_waves=False, carry=carry, gen=gen)
-                optimizer.zero_grad(set_to_none=True)
-                res.loss.backward()
-                if cfg.optim.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
-                rate = learning_rate(cfg.optim, position["global_step"], total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                optimizer.step()
-                loss_value = float(res.loss.detach())
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"loss became {loss_value} at epoch {epoch + 1}, step {step}; "
-                                             "lower optim.lr or check the data")
-                epoch_loss += loss_value
-                position = {"epoch": epoch, "step": step + 1, "global_step": position["global_step"] + 1,
-                            "epoch_loss_sum": epoch_loss}
-                audio_seconds += batch["mixture"].shape[0] * batch["mixture"].shape[-1] / spec.sample_rate
-                steps_this_call += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}")
-                if writer is not None and position["global_step"] % max(cfg.log_every, 1) == 0:
-                    writer.add_scalar("train/loss", loss_value, position["global_step"])
-                    writer.add_scalar("train/lr", rate, position["global_step"])
-                    for k, v in res.parts.items():
-                        writer.add_scalar(f"train/{k}", v, position["global_step"])
-                if cfg.checkpoint_every and position["global_step"] % cfg.checkpoint_every == 0 \
-                        and position["step"] < steps_per_epoch:
-                    save_last(position, _gather_carry(carry, d))
-                if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-                    save_last(position, _gather_carry(carry, d))
-                    raise _StopRequested
-            bar.close()
-            metrics = validate(model, net, frontend, valid_loader, weights, device, d)
-            train_loss = _all_reduce([epoch_loss / steps_per_epoch], d, device)[0] / d.world
-            record = {"epoch": epoch, "global_step": position["global_step"], "train_loss": train_loss, **metrics}
-            history.append(record)
-            carried = _gather_carry(carry, d)
-            if d.main:
-                improved = metrics["val_loss"] < best["val_loss"]
-                if improved:
-                    best = {"val_loss": metrics["val_loss"], "epoch": epoch}
-                    save_checkpoint(out / "best.pt", net, train_config=train_config, metrics=record)
-                if cfg.keep_epochs:
-                    save_checkpoint(out / f"epoch_{epoch + 1:03d}.pt", net, train_config=train_config,
-                                    metrics=record, config_json=False)
-                position = {"epoch": epoch + 1, "step": 0, "global_step": position["global_step"],
-                            "epoch_loss_sum": 0.0}
-                save_last(position, carried)
-                _write_json(out / "history.json", history)
-                plot_history(history, out / "loss.png")
-                if writer is not None:
-                    for k, v in record.items():
-                        if k.startswith("val_") or k == "train_loss":
-                            writer.add_scalar(f"epoch/{k}", v, position["global_step"])
-                    writer.flush()
-                print(f"epoch {epoch + 1}/{cfg.optim.epochs}: train loss {train_loss:.4f}, "
-                      f"validation loss {metrics['val_loss']:.4f}, SI-SDR {metrics['val_si_sdr']:.2f} dB "
-                      f"(improvement {metrics['val_si_sdri']:.2f} dB)" + ("  *best*" if improved else ""),
-                      file=sys.stderr)
-            else:
-                position = {"epoch": epoch + 1, "step": 0, "global_step": position["global_step"],
-                            "epoch_loss_sum": 0.0}
-                best = best if metrics["val_loss"] >= best["val_loss"] else {"val_loss": metrics["val_loss"],
-                                                                             "epoch": epoch}
-    except _StopRequested:
-        pass
-    finally:
-        if writer is not None:
-            writer.close()
-    if d.world > 1 and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-    elapsed = time.perf_counter() - t_start
-    return {"out_dir": str(out), "position": position, "history": history, "best": best,
-            "steps": steps_this_call, "seconds": elapsed, "audio_seconds": audio_seconds,
-            "rank": d.rank, "world": d.world, "device": str(device),
-            "parameters": net.num_parameters(), "data": data_summary}
-
+    return Trainer(cfg, restart=restart).run(stop_after_steps)
