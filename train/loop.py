@@ -430,8 +430,7 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
     """The state dict of ``source`` (checkpoint ``.pt``, or exported ``.onnx`` / shipped name) for this
     network, and the training configuration it records (``{}`` when none). A network with another
     awareness window gets this one's (:func:`deepiso.train.reframe.reframe`: each context position keeps
-    its weights, a new one starts at zero), a network gets this one's magnitude input
-    (:func:`deepiso.train.magnitude.add_magnitude`: the same function, its weights starting at zero), a
+    its weights, a new one starts at zero), a
     ratio-mask network gets this one's deep filter
     (:func:`deepiso.train.deepfilter.add_deep_filter`: the same function, a filter starting at zero) and a
     narrower one is widened to this one (:func:`deepiso.train.widen.widen`: the same function, more units)."""
@@ -472,21 +471,6 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
                 print(f"moved the awareness window of {source} ({window}; new positions start at zero)",
                       file=sys.stderr)
             net = moved
-    if mcfg.magnitude_input and (net.cfg.magnitude_input, net.cfg.magnitude_gain) != (True, mcfg.magnitude_gain):
-        from .magnitude import MagnitudeError, add_magnitude
-
-        try:
-            joined = add_magnitude(net, net.cfg.replace(magnitude_input=True, magnitude_gain=mcfg.magnitude_gain))
-        except MagnitudeError:
-            pass  # refused below, naming what differs
-        else:
-            if verbose:
-                what = (f"set the magnitude gain of {source} to {mcfg.magnitude_gain:g} (its weights rescaled"
-                        if net.cfg.magnitude_input else
-                        f"gave {source} the magnitude input (gain {mcfg.magnitude_gain:g}, its weights at zero")
-                print(f"{what}: the same output; {net.num_parameters():,} -> {joined.num_parameters():,} "
-                      f"parameters)", file=sys.stderr)
-            net = joined
     if mcfg.deep_filter and not net.cfg.deep_filter:
         from .deepfilter import DeepFilterError, add_deep_filter
 

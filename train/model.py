@@ -72,14 +72,6 @@ class ModelConfig:
     * ``bands``: 0, or the number of triangular, mel-spaced bands the
       (compressed) magnitude of each frame is pooled into; the phase is then
       dropped, so this suits mask outputs.
-    * ``magnitude_input``: each frame's (compressed) magnitude, one value
-      per bin scaled by ``magnitude_gain``, joins its real and imaginary
-      parts. A bin's phase turns from frame to frame, so a linear layer on
-      real+imag sees a level only through the rectified projections of its
-      units; the magnitude gives it the level directly. The gain (0.2)
-      slows Adam's first steps on these weights, as ``deep_filter_gain``
-      does for the filter (:func:`deepiso.train.magnitude.add_magnitude`
-      gives a trained network the input at zero weight, the same output).
     * ``norm``: ``"none"`` or ``"layer"``: a LayerNorm on each frame's encoded
       input to the LSTM (after the encoder / pre-FC) and on the LSTM's output
       (per frame, so it is causal and the same in streaming).
@@ -126,8 +118,6 @@ class ModelConfig:
     skip: bool = False
     deep_filter: int = 0
     deep_filter_gain: float = 0.05
-    magnitude_input: bool = False
-    magnitude_gain: float = 0.2
 
     def __post_init__(self) -> None:
         self.validate()
@@ -157,14 +147,8 @@ class ModelConfig:
             raise ModelConfigError(f"compression_power must be in (0, 1], got {self.compression_power}")
         if self.norm not in NORMS:
             raise ModelConfigError(f"unknown norm {self.norm!r}; choose one of {NORMS}")
-        for name in ("skip", "magnitude_input"):
-            if not isinstance(getattr(self, name), bool):
-                raise ModelConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.magnitude_input and self.bands:
-            raise ModelConfigError("magnitude_input adds the magnitude to real+imag; bands > 0 already "
-                                   "gives magnitudes only")
-        if not float(self.magnitude_gain) > 0.0:
-            raise ModelConfigError(f"magnitude_gain must be > 0, got {self.magnitude_gain}")
+        if not isinstance(self.skip, bool):
+            raise ModelConfigError(f"skip must be true or false, got {self.skip!r}")
         if self.activation not in ACTIVATIONS:
             raise ModelConfigError(f"unknown activation {self.activation!r}; choose one of {ACTIVATIONS}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -348,12 +332,10 @@ def _activation(name: str) -> nn.Module:
 
 
 class FrameTransform(nn.Module):
-    """Per-frame input transform: power-law compression, band pooling, the magnitude joined.
+    """Per-frame input transform: power-law compression and band pooling.
 
     ``(..., 2 * n_bins)`` real+imag → ``(..., frame_size)`` where
-    ``frame_size`` is ``2 * n_bins`` (no bands), ``bands``, or ``3 * n_bins``
-    with ``magnitude_input`` (real, imaginary, then ``magnitude_gain`` × the
-    compressed magnitude).
+    ``frame_size`` is ``2 * n_bins`` (no bands) or ``bands``.
     """
 
     def __init__(self, spec: FrameSpec, cfg: ModelConfig) -> None:
@@ -364,25 +346,18 @@ class FrameTransform(nn.Module):
         self.use_bands = cfg.bands > 0
         if self.use_bands:
             self.register_buffer("band_matrix", mel_bands(spec.n_bins, spec.sample_rate, cfg.bands).T.contiguous())
-        self.magnitude = cfg.magnitude_input
-        self.magnitude_gain = float(cfg.magnitude_gain)
-        self.frame_size = cfg.bands if self.use_bands else spec.feature_size + (spec.n_bins if self.magnitude else 0)
+        self.frame_size = cfg.bands if self.use_bands else spec.feature_size
 
     def forward(self, f: Tensor) -> Tensor:
         re, im = f[..., : self.n_bins], f[..., self.n_bins :]
-        if not (self.compress or self.use_bands or self.magnitude):
+        if not (self.compress or self.use_bands):
             return f
         mag = torch.sqrt(re * re + im * im + 1e-12)
         if self.use_bands:
             m = mag ** self.power if self.compress else mag
             return m @ self.band_matrix
-        if not self.compress:
-            return torch.cat([f, self.magnitude_gain * mag], dim=-1)
         gain = (mag + 1e-8) ** (self.power - 1.0)
-        parts = [re * gain, im * gain]
-        if self.magnitude:
-            parts.append((self.magnitude_gain * mag) * gain)  # |X|^power, as the real and imaginary parts
-        return torch.cat(parts, dim=-1)
+        return torch.cat([re * gain, im * gain], dim=-1)
 
 
 # ----------------------------------------------------------------------------
