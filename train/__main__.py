@@ -90,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return average_main(argv[1:])
         if argv and argv[0] == "models":
+            width = max(len(name) for name in CONFIGS)
             for name, (spec, mcfg) in CONFIGS.items():
-                n = build_model(spec, mcfg).num_parameters()
-                print(f"{name:10s} {n:>9,d} parameters  {spec.to_json()}")
+                net = build_model(spec, mcfg)
+                arch = getattr(mcfg, "architecture", "isolator")
+                print(f"{name:{width}s}  {arch:10s} {net.num_parameters():>9,d} parameters  {spec.to_json()}")
             return 0
         if argv and argv[0] == "write-config":
             p = argparse.ArgumentParser(prog="deepiso train write-config")
