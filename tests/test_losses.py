@@ -1,5 +1,7 @@
-"""Contrastive cosine distance, magnitude and SI-SDR losses: values, silent frames, gradients."""
+"""Contrastive cosine distance, magnitude, SI-SDR, gap and the pause terms' losses: values, silent frames,
+gradients, and a few training steps with each pause term."""
 
+import dataclasses
 import math
 
 import pytest
@@ -8,11 +10,14 @@ import torch
 from deepiso.train.losses import (
     LossWeights,
     combined_loss,
+    compressed_spectral_loss,
     contrastive_cosine,
     gap_loss,
     magnitude_loss,
+    multi_resolution_stft_loss,
     si_sdr,
     si_sdr_loss,
+    voice_guard_loss,
 )
 
 
@@ -119,3 +124,220 @@ def test_gap_loss_measures_the_estimate_in_voice_free_frames_only():
     assert float(pred.grad.abs().sum()) == 0.0
     with pytest.raises(ValueError, match="gap_limit_db"):
         LossWeights(gap=1.0, gap_limit_db=0.0)
+
+
+# ----------------------------------------------------------------------------
+# Losses for the pauses: compressed spectrum, multi-resolution STFT, voice guard
+
+RATE = 16_000
+VOICE_END = 4000  # the voice stops after 0.25 s: the rest of each item is voice-free
+
+
+def _item(seed=3, seconds=0.5, items=2):
+    """``(vocals, accompaniment)`` waveforms ``(items, samples)`` with a voice-free second part, and the
+    ``tiny-test`` frontend."""
+    from deepiso.train.features import Frontend
+    from deepiso.train.model import get_config
+    from deepiso.train.testing import synth_track
+
+    voc, acc = [], []
+    for i in range(items):
+        v, a = synth_track(seconds, RATE, 1, seed + i)
+        v = torch.from_numpy(v[:, 0]).double() * 2.0
+        v[VOICE_END:] = 0.0
+        voc.append(v)
+        acc.append(torch.from_numpy(a[:, 0]).double())
+    return torch.stack(voc), torch.stack(acc), Frontend(get_config("tiny-test")[0]).double()
+
+
+def _spectra(fe, *waves):
+    from deepiso.train.features import features
+
+    return [features(fe.stft(w)) for w in waves]
+
+
+def _gap_frames(fe, n_frames):
+    """Frames ``(T,)`` whose whole analysis window lies in the voice-free part."""
+    hop, n_fft = fe.spec.hop, fe.spec.n_fft
+    return torch.tensor([t * hop - (n_fft - hop) >= VOICE_END for t in range(n_frames)])
+
+
+def test_compressed_spectral_loss_counts_every_frame():
+    voc, acc, fe = _item()
+    V, A = _spectra(fe, voc, acc)
+    gap = _gap_frames(fe, V.shape[1])[None, :, None]
+    assert 10 < int(gap.sum()) < V.shape[1] - 10
+    assert float(compressed_spectral_loss(V, V)) < 1e-12  # perfect
+    mix, cleaner = V + A, V + 0.3 * A
+    assert float(compressed_spectral_loss(mix, V)) > 1.5 * float(compressed_spectral_loss(cleaner, V)) > 0
+    # the same estimate where there is voice; background kept in the voice-free frames vs silence there
+    keep, silent = V + 0.3 * A, V + 0.3 * A * (~gap)
+    assert float(compressed_spectral_loss(keep, V)) > 1.5 * float(compressed_spectral_loss(silent, V))
+    # the voice-free frames get a gradient towards silence (SI-SDR's would come only through the scale)
+    pred = keep.clone().requires_grad_(True)
+    compressed_spectral_loss(pred, V).backward()
+    assert float((pred.grad * pred.detach()).masked_select(gap).sum()) > 0  # a step against the gradient shrinks them
+    # the power is the compression's: c = 1 is a plain complex + magnitude MSE
+    plain = compressed_spectral_loss(mix, V, power=1.0)
+    n = V.shape[-1] // 2
+    want = 2 * (A.pow(2).mean()) + ((mix[..., :n] ** 2 + mix[..., n:] ** 2 + 1e-10).sqrt()
+                                    - (V[..., :n] ** 2 + V[..., n:] ** 2 + 1e-10).sqrt()).pow(2).mean()
+    torch.testing.assert_close(plain, want, rtol=1e-6, atol=1e-9)
+
+
+def test_multi_resolution_stft_loss_counts_every_frame():
+    voc, acc, _ = _item()
+    mix = voc + acc
+    assert float(multi_resolution_stft_loss(voc, voc, mix)) < 1e-6  # perfect
+    at_mix = float(multi_resolution_stft_loss(mix, voc, mix))
+    assert at_mix > 1.3 * float(multi_resolution_stft_loss(voc + 0.1 * acc, voc, mix)) > 0
+    assert 0.5 < at_mix < 4.0  # normalised by the mixture: about 2 ||M - S|| / ||M|| in compressed magnitudes
+    # nearly level-independent (bins near the SPEC_EPS floor aside): about the same value 20 dB down
+    torch.testing.assert_close(multi_resolution_stft_loss(0.1 * mix, 0.1 * voc, 0.1 * mix),
+                               torch.tensor(at_mix, dtype=torch.float64), rtol=0.06, atol=0)
+    gap = torch.arange(voc.shape[-1]) >= VOICE_END + 2048  # clear of the longest window
+    keep, silent = voc + 0.3 * acc, voc + 0.3 * acc * (~gap)
+    assert float(multi_resolution_stft_loss(keep, voc, mix)) > 1.2 * float(multi_resolution_stft_loss(silent, voc, mix))
+    # one resolution, or several
+    one = multi_resolution_stft_loss(mix, voc, mix, ffts=[512])
+    assert math.isfinite(float(one)) and float(one) > 0
+    # accompaniment-only items are defined (normalised by the mixture, not the voice)
+    zero = torch.zeros_like(voc)
+    assert float(multi_resolution_stft_loss(zero, zero, acc)) < 1e-6
+    assert float(multi_resolution_stft_loss(acc, zero, acc)) > 1.0
+
+
+def test_voice_guard_penalises_removing_voice_not_leaving_background():
+    voc, acc, fe = _item()
+    V, A = _spectra(fe, voc, acc)
+    gap = _gap_frames(fe, V.shape[1])[None, :, None]
+    voiced = ~_gap_frames(fe, V.shape[1]).clone()
+    voiced[: 3] = True
+    mix = V + A
+    assert float(voice_guard_loss(V, V)) == 0.0  # perfect
+    assert float(voice_guard_loss(2.0 * V, V)) == 0.0  # louder than the voice everywhere: nothing removed
+    assert abs(float(voice_guard_loss(torch.zeros_like(V), V)) - 1.0) < 1e-9  # muted: all of it removed
+    left = float(voice_guard_loss(mix, V))  # the background left in
+    muted = float(voice_guard_loss(mix * gap, V))  # voiced frames muted, the pauses left as they are
+    assert 0.0 <= left < 0.05 and muted > 0.9 and muted > 20 * left
+    # 6 dB too quiet in the voiced frames costs, and less than muting them
+    assert 0.01 < float(voice_guard_loss(0.5 * V, V)) < 0.1
+    # quiet voices weigh as much as loud ones: each item is normalised by its own voice
+    quiet = torch.cat([V[:1], 0.01 * V[1:]])
+    torch.testing.assert_close(voice_guard_loss(0.5 * quiet, quiet), voice_guard_loss(0.5 * V, V), rtol=0.05, atol=0)
+    # no gradient in the voice-free frames: it never fights the pause terms there
+    pred = (0.5 * mix).requires_grad_(True)
+    voice_guard_loss(pred, V).backward()
+    assert float(pred.grad.masked_select(gap.expand_as(pred)).abs().sum()) == 0.0
+    assert float(pred.grad.abs().sum()) > 0
+    # items without voice do not count; none with voice: 0
+    no_voice = torch.cat([V[:1], torch.zeros_like(V[1:])])
+    torch.testing.assert_close(voice_guard_loss(0.5 * no_voice, no_voice), voice_guard_loss(0.5 * V[:1], V[:1]))
+    assert float(voice_guard_loss(A, torch.zeros_like(A))) == 0.0
+
+
+@pytest.mark.parametrize("term", ["compressed", "mrstft", "voice_guard"])
+def test_pause_terms_have_finite_gradients_on_silence(term):
+    voc, acc, fe = _item()
+    onset = voc.clone(), acc.clone()
+    onset[0][:, :1000] = 0.0  # digital silence before the item starts
+    onset[1][:, :1000] = 0.0
+    cases = {
+        "normal": (voc, acc, voc + acc),
+        "digital-silence frames": (onset[0], onset[1], onset[0] + onset[1]),
+        "all silent": (torch.zeros_like(voc), torch.zeros_like(voc), torch.zeros_like(voc)),
+        "all silent, the estimate not": (torch.zeros_like(voc), torch.zeros_like(voc), 0.01 * acc),
+        "the estimate silent": (voc, acc, torch.zeros_like(voc)),
+    }
+    w = LossWeights(contrastive=0.0, **{term: 1.0})
+    for name, (v, a, est) in cases.items():
+        V, A = _spectra(fe, v, a)
+        pred = _spectra(fe, est)[0].requires_grad_(True)
+        wave = est.clone().requires_grad_(True)
+        total, parts = combined_loss(w, pred, V, A, wave, v, v + a)
+        total.backward()
+        assert set(parts) == {term} and math.isfinite(float(total.detach())), name
+        for g in (pred.grad, wave.grad):
+            assert g is None or bool(torch.isfinite(g).all()), name
+        if name == "all silent":
+            assert float(total.detach()) < 1e-9, name
+
+
+def test_pause_terms_off_leave_the_total_as_it_was():
+    for key in ("compressed", "mrstft", "voice_guard"):  # off by default, in the weights and the configuration
+        assert getattr(LossWeights(), key) == 0.0
+        from deepiso.train.config import LossConfig
+
+        assert getattr(LossConfig(), key) == 0.0
+    voc, acc, fe = _item()
+    V, A = _spectra(fe, voc, acc)
+    pred, wave = V + 0.4 * A, voc + 0.4 * acc
+    recipe = LossWeights(contrastive=0.0, magnitude=1.0, si_sdr=0.1, gap=0.003)
+    total, parts = combined_loss(recipe, pred, V, A, wave, voc, voc + acc)
+    assert set(parts) == {"magnitude", "si_sdr", "gap"}
+    want = magnitude_loss(pred, V) + 0.1 * si_sdr_loss(wave, voc, voc + acc) + 0.003 * gap_loss(pred, V, A)
+    assert float(total) == pytest.approx(float(want), rel=1e-12, abs=1e-12)
+    off = dataclasses.replace(recipe, compressed=0.0, mrstft=0.0, voice_guard=0.0, compressed_power=0.5,
+                              mrstft_ffts=[64])
+    assert combined_loss(off, pred, V, A, wave, voc, voc + acc) == (total, parts)
+    # each term on adds its weight times its part, and is reported under its own name
+    on = dataclasses.replace(recipe, compressed=2.0, mrstft=0.05, voice_guard=0.5)
+    total_on, parts_on = combined_loss(on, pred, V, A, wave, voc, voc + acc)
+    assert set(parts_on) == {"magnitude", "si_sdr", "gap", "compressed", "mrstft", "voice_guard"}
+    extra = 2.0 * parts_on["compressed"] + 0.05 * parts_on["mrstft"] + 0.5 * parts_on["voice_guard"]
+    assert float(total_on) == pytest.approx(float(total) + extra, rel=1e-9)
+    with pytest.raises(ValueError, match="multi-resolution STFT term needs"):
+        combined_loss(LossWeights(mrstft=1.0), pred, V, A)
+    assert LossWeights(mrstft=1.0).needs_waves and not LossWeights(compressed=1.0, voice_guard=1.0).needs_waves
+    with pytest.raises(ValueError, match="mrstft_ffts"):
+        LossWeights(mrstft_ffts=[250])
+    with pytest.raises(ValueError, match="compressed_power"):
+        LossWeights(compressed_power=0.0)
+
+
+def test_pause_terms_load_from_a_configuration():
+    from deepiso.train.config import TrainConfig
+
+    cfg = TrainConfig.from_dict({"loss": {"compressed": 1.0, "mrstft": 0.02, "mrstft_ffts": [128, 512],
+                                          "voice_guard": 0.1}})
+    w = LossWeights(**vars(cfg.loss))
+    assert (w.compressed, w.mrstft, w.mrstft_ffts, w.voice_guard, w.compressed_power) == (1.0, 0.02, (128, 512),
+                                                                                          0.1, 0.3)
+    assert cfg.with_overrides(["loss.voice_guard=0.2"]).loss.voice_guard == 0.2
+
+
+@pytest.mark.parametrize("weights", [{"compressed": 1.0}, {"mrstft": 1.0}, {"voice_guard": 1.0},
+                                     {"magnitude": 1.0, "si_sdr": 0.1, "compressed": 1.0, "mrstft": 0.02,
+                                      "voice_guard": 0.1}])
+def test_a_few_steps_with_each_pause_term_lower_the_loss(weights):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: one thread is fastest, and fair to a busy machine
+    try:
+        _steps(weights)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _steps(weights):
+    from deepiso.train.features import Frontend
+    from deepiso.train.loop import run_batch
+    from deepiso.train.model import build_named
+
+    torch.manual_seed(0)
+    net = build_named("tiny-test")
+    fe = Frontend(net.spec)
+    voc, acc, _ = _item(seconds=0.25, items=4)
+    batch = {"mixture": (voc + acc).float()[:, None], "vocals": voc.float()[:, None]}
+    w = LossWeights(contrastive=0.0, **weights)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        out = run_batch(net, net, fe, batch, w, need_waves=False)
+        assert set(out.parts) == {k for k in weights}
+        opt.zero_grad()
+        out.loss.backward()
+        assert all(bool(torch.isfinite(p.grad).all()) for p in net.parameters() if p.grad is not None)
+        opt.step()
+        losses.append(float(out.loss.detach()))
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-3:]) / 3 < 0.9 * losses[0], losses

@@ -66,6 +66,20 @@ class DataConfig:
     # slower (pitch, formants and tempo together) by a factor drawn log-uniformly from speed_factor
     speed: float = 0.0
     speed_factor: list[float] = field(default_factory=lambda: [0.85, 1.18])
+    # voice augmentations of training items (datasets.SourceMixDataset, voice_augment), each off at 0:
+    formant: float = 0.0  # probability that the voice's formants move (vocal-tract length), its pitch kept
+    formant_factor: list[float] = field(default_factory=lambda: [0.85, 1.18])  # ... by a log-uniform factor
+    pitch: float = 0.0  # probability that the voice's pitch moves, its formants and tempo kept
+    pitch_factor: list[float] = field(default_factory=lambda: [0.84, 1.19])  # ... by a factor (±3 semitones)
+    mic_eq: float = 0.0  # probability of a random microphone colour, voice and background drawn apart
+    mic_eq_db: float = 6.0  # ... its largest boost or cut, dB
+    room: float = 0.0  # probability that the voice is spoken in a random shoebox room (pyroomacoustics)
+    room_rt60: list[float] = field(default_factory=lambda: [0.15, 0.8])  # ... its reverberation time, s
+    room_target: str = "early"  # the target in a room: "early" (first 50 ms of reflections kept) or "dry"
+    room_background: float = 0.5  # share of room items whose background plays in the same room
+    phone: float = 0.0  # probability that the item is heard through a phone line (narrow/wide band, G.711)
+    phone_mixture: float = 0.5  # share of phone items where the whole mixture, not the voice alone, is on the line
+    phone_codec: float = 0.0  # share of phone items also through GSM-FR / G.722 (needs ffmpeg with libgsm, g722)
     # training-split sampling weight multipliers by corpus source name (e.g. {"mma-midi": 0.3})
     source_weights: dict[str, float] = field(default_factory=dict)
     # kind "manifest": read the corpus decoded once (deepiso corpus cache): "" = the FLAC files, "auto" = the
@@ -97,6 +111,12 @@ class LossConfig:
     si_sdr: float = 0.0
     gap: float = 0.0  # residual in voice-free frames, dB (losses.gap_loss)
     gap_limit_db: float = 60.0  # the gap term's floor (dB below the mixture); no gradient beyond it
+    # losses for the pauses (docs/training.md), each off at 0:
+    compressed: float = 0.0  # |Y|^c spectral loss over every frame, phase-aware + magnitude (DeepFilterNet's)
+    mrstft: float = 0.0  # multi-resolution STFT loss on the waveforms (compressed magnitudes)
+    mrstft_ffts: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])  # its FFT sizes, hop n/4
+    voice_guard: float = 0.0  # one-sided penalty on an estimate quieter than the voice where there is voice
+    compressed_power: float = 0.3  # c of the three terms above
 
 
 @dataclass

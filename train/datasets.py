@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 
 from deepiso.realtime.audio_io import AudioFileError, read_audio, resample
 
+from . import voice_augment as va
 from .pcm_cache import CacheError, PcmCache
 
 #: MedleyDB instrument labels that are a human voice (the "voice" family of
@@ -675,6 +676,32 @@ class SourceMixDataset(EpochDataset):
     log-uniformly from ``speed_factor``: pitch, formants and tempo move
     together, as in Demucs' repitch augmentation, so a few speakers stand in
     for voices of other sizes and a few hours of music for other keys and tempi.
+
+    Voice augmentations (:mod:`deepiso.train.voice_augment`), training items only,
+    each drawn from a generator of its own keyed by ``(seed, epoch, index, name)``
+    (at probability 0 nothing is drawn and the items are those of a dataset
+    without it; turning one on leaves the item's other choices as they were):
+
+    * ``formant``: the voice's formants move by a factor drawn log-uniformly
+      from ``formant_factor``, its pitch stays (:func:`~.voice_augment.formant_shift`);
+    * ``pitch``: its pitch moves by a factor from ``pitch_factor``, its formants
+      stay (:func:`~.voice_augment.pitch_shift`);
+    * ``mic_eq``: the voice and, drawn apart, the background get a random
+      microphone colour of up to ±``mic_eq_db`` dB (:func:`~.voice_augment.mic_eq`);
+    * ``room``: the voice is spoken in a random shoebox room with an RT60 from
+      ``room_rt60`` (:func:`~.voice_augment.room_reverb`); the mixture gets the
+      reverberant voice, the target is ``room_target``: ``"early"`` (direct sound
+      and the first 50 ms of reflections) or ``"dry"``; with probability
+      ``room_background`` the background plays in the same room too;
+    * ``phone``: the item is heard through a telephone line
+      (:func:`~.voice_augment.phone_line`: narrow or wide band, μ- or A-law, and
+      with probability ``phone_codec`` GSM-FR or G.722 through ffmpeg): the whole
+      mixture with probability ``phone_mixture`` (a call from a noisy place),
+      else the voice alone (a call heard over local music). The target is the
+      voice through the same line, so it is still exactly what the mixture's
+      voice sounds like.
+
+    The voice passes formant, pitch, microphone, room, phone in that order.
     """
 
     def __init__(self, files: Sequence[SourceFile], rate: int, samples: int, items: int, channels: int = 1,
@@ -685,7 +712,12 @@ class SourceMixDataset(EpochDataset):
                  quiet_seconds: tuple[float, float] = (0.25, 2.0),
                  quiet_level_db: tuple[float, float] = (-100.0, -50.0), quiet_hiss: float = 0.5,
                  speed: float = 0.0, speed_factor: tuple[float, float] = (0.85, 1.18), draw: int = 0,
-                 pcm: PcmCache | None = None) -> None:
+                 pcm: PcmCache | None = None, formant: float = 0.0,
+                 formant_factor: tuple[float, float] = (0.85, 1.18), pitch: float = 0.0,
+                 pitch_factor: tuple[float, float] = (0.84, 1.19), mic_eq: float = 0.0, mic_eq_db: float = 6.0,
+                 room: float = 0.0, room_rt60: tuple[float, float] = (0.15, 0.8), room_target: str = "early",
+                 room_background: float = 0.5, phone: float = 0.0, phone_mixture: float = 0.5,
+                 phone_codec: float = 0.0) -> None:
         super().__init__(seed, items, train, draw)
         self.voices = [f for f in files if f.kind == "voice"]
         self.backgrounds = [f for f in files if f.kind == "background"]
@@ -718,6 +750,37 @@ class SourceMixDataset(EpochDataset):
             raise DatasetError(f"speed_factor must be [low, high] with 0.5 <= low <= high <= 2, "
                                f"got {list(speed_factor)}")
         self.speed, self.speed_factor = speed, (float(speed_factor[0]), float(speed_factor[1]))
+        for name, value in (("formant", formant), ("pitch", pitch), ("mic_eq", mic_eq), ("room", room),
+                            ("room_background", room_background), ("phone", phone),
+                            ("phone_mixture", phone_mixture), ("phone_codec", phone_codec)):
+            if not 0.0 <= value <= 1.0:
+                raise DatasetError(f"{name} must be a probability in [0, 1], got {value}")
+        for name, value, low, high in (("formant_factor", formant_factor, 0.5, 2.0),
+                                       ("pitch_factor", pitch_factor, 0.5, 2.0),
+                                       ("room_rt60", room_rt60, 0.05, 3.0)):
+            if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+                raise DatasetError(f"{name} must be [low, high] with {low} <= low <= high <= {high}, "
+                                   f"got {list(value)}")
+        if not 0.0 < mic_eq_db <= 24.0:
+            raise DatasetError(f"mic_eq_db must be in (0, 24] dB, got {mic_eq_db}")
+        if room_target not in va.ROOM_TARGETS:
+            raise DatasetError(f"room_target must be one of {', '.join(va.ROOM_TARGETS)}, got {room_target!r}")
+        if phone > 0 and phone_codec > 0 and train:
+            missing = sorted({enc for enc, _, _ in va.PHONE_CODECS.values()} - va.ffmpeg_codecs())
+            if missing:
+                raise DatasetError(f"phone_codec needs ffmpeg with the encoders {', '.join(missing)} "
+                                   f"(`ffmpeg -encoders`); set phone_codec to 0 without them")
+        if room > 0 and train:
+            try:
+                import pyroomacoustics  # noqa: F401
+            except ImportError:
+                raise DatasetError("room needs pyroomacoustics (pip install pyroomacoustics)") from None
+        self.formant, self.formant_factor = formant, (float(formant_factor[0]), float(formant_factor[1]))
+        self.pitch, self.pitch_factor = pitch, (float(pitch_factor[0]), float(pitch_factor[1]))
+        self.mic_eq, self.mic_eq_db = mic_eq, float(mic_eq_db)
+        self.room, self.room_rt60 = room, (float(room_rt60[0]), float(room_rt60[1]))
+        self.room_target, self.room_background = room_target, room_background
+        self.phone, self.phone_mixture, self.phone_codec = phone, phone_mixture, phone_codec
         self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._cached = 0
@@ -823,11 +886,17 @@ class SourceMixDataset(EpochDataset):
         else:
             seg = self._segment(voice_file, min(voice_frames, max(1, round(vlen * voice_speed))), rng, loop=False)
             seg = change_speed(seg, voice_speed, min(vlen, round(seg.shape[1] / voice_speed)))
+        if self.train:
+            seg = self._voice_augment(seg, index)
         voice[:, vstart : vstart + seg.shape[1]] = seg
         if bg_speed == 1.0:
             bg = self._segment(bg_file, n, rng, loop=True).astype(np.float32)
         else:
             bg = change_speed(self._segment(bg_file, round(n * bg_speed), rng, loop=True), bg_speed, n)
+        if self.train and self.mic_eq > 0:
+            eq = self._aug_rng(index, "mic_eq background")
+            if float(eq.uniform()) < self.mic_eq:
+                bg = va.mic_eq(bg, self.rate, eq, self.mic_eq_db)
         if self.train and self.band_match > 0 and float(rng.uniform()) < self.band_match \
                 and 0 < voice_file.bandwidth < 0.95 * self.rate / 2:
             bg = band_limit(bg, self.rate, voice_file.bandwidth)
@@ -835,24 +904,90 @@ class SourceMixDataset(EpochDataset):
         level = float(rng.uniform(*self.level_db))
         u = float(rng.uniform())
         p = self.loopback / (1 + 2 * self.loopback)
+        target = voice  # what the network is taught to keep: the voice itself, unless a room sets it apart
+        if self.train and self.room > 0:
+            room = self._aug_rng(index, "room")
+            if float(room.uniform()) < self.room:
+                if float(room.uniform()) < self.room_background:
+                    voice, target, bg = va.room_reverb(voice, self.rate, room, self.room_rt60, self.room_target,
+                                                       background=bg)
+                else:
+                    voice, target = va.room_reverb(voice, self.rate, room, self.room_rt60, self.room_target)
+                seg = voice[:, vstart : vstart + seg.shape[1]]  # the level is the reverberant voice's
         v_rms = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2)) + 1e-9)
         b_rms = float(np.sqrt(np.mean(bg.astype(np.float64) ** 2)) + 1e-9)
         # voice at `snr` dB over the background (measured where the voice is)
-        voice *= 10 ** (snr / 20) * b_rms / v_rms
+        scale = 10 ** (snr / 20) * b_rms / v_rms
+        voice *= scale
+        if target is not voice:
+            target *= scale
         if u < p:
             bg[:] = 0.0
         elif u < 2 * p:
             voice[:] = 0.0
+            target[:] = 0.0
         mix = voice + bg
         m_rms = float(np.sqrt(np.mean(mix.astype(np.float64) ** 2)))
         gain = 10 ** (level / 20) / m_rms if m_rms > 1e-9 else 0.0
         peak = float(np.abs(mix).max()) * gain
         if peak > 0.99:  # never clip: the model must not learn clipping as part of the voice
             gain *= 0.99 / peak
-        mix, voice = (mix * gain).astype(np.float32), (voice * gain).astype(np.float32)
+        mix, vocals = (mix * gain).astype(np.float32), (target * gain).astype(np.float32)
+        if self.train and self.phone > 0:
+            mix, vocals = self._phone(mix, vocals, voice if target is not voice else None, gain, index)
         if self.train and self.quiet > 0 and float(rng.uniform()) < self.quiet:
-            self._quiet_stretch(mix, voice, rng)
-        return {"mixture": torch.from_numpy(mix), "vocals": torch.from_numpy(voice)}
+            self._quiet_stretch(mix, vocals, rng)
+        return {"mixture": torch.from_numpy(mix), "vocals": torch.from_numpy(vocals)}
+
+    def _aug_rng(self, index: int, name: str) -> np.random.Generator:
+        """The generator of one voice augmentation of training item ``index``."""
+        return _rng(self.seed, self.epoch_key, index, name)
+
+    def _voice_augment(self, seg: np.ndarray, index: int) -> np.ndarray:
+        """The voice excerpt with its formants, pitch and microphone changed, each with its probability."""
+        if self.formant > 0:
+            r = self._aug_rng(index, "formant")
+            if float(r.uniform()) < self.formant:
+                low, high = self.formant_factor
+                seg = va.formant_shift(seg, self.rate, float(np.exp(r.uniform(np.log(low), np.log(high)))))
+        if self.pitch > 0:
+            r = self._aug_rng(index, "pitch")
+            if float(r.uniform()) < self.pitch:
+                low, high = self.pitch_factor
+                seg = va.pitch_shift(seg, self.rate, float(np.exp(r.uniform(np.log(low), np.log(high)))))
+        if self.mic_eq > 0:
+            r = self._aug_rng(index, "mic_eq voice")
+            if float(r.uniform()) < self.mic_eq:
+                seg = va.mic_eq(seg, self.rate, r, self.mic_eq_db)
+        return seg
+
+    def _phone(self, mix: np.ndarray, vocals: np.ndarray, voice: np.ndarray | None, gain: float,
+               index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The item through a phone line with probability ``phone`` (see the class notes). ``voice``: the voice
+        as it is in the mixture when that differs from the target (a room's), else ``None``."""
+        r = self._aug_rng(index, "phone")
+        if float(r.uniform()) >= self.phone:
+            return mix, vocals
+        band = "narrow" if float(r.uniform()) < 0.5 else "wide"
+        law = "mu" if float(r.uniform()) < 0.5 else "a"
+        codec = float(r.uniform()) < self.phone_codec
+        whole = float(r.uniform()) < self.phone_mixture
+
+        def line(x: np.ndarray) -> np.ndarray:
+            return va.phone_line(x, self.rate, band, law, codec)
+
+        heard = line(vocals)
+        if whole:
+            mix = line(mix)
+        elif voice is None:
+            mix = mix - vocals + heard
+        else:
+            v_in = (voice * gain).astype(np.float32)
+            mix = mix - v_in + line(v_in)
+        peak = float(np.abs(mix).max())
+        if peak > 0.99:
+            mix, heard = mix * np.float32(0.99 / peak), heard * np.float32(0.99 / peak)
+        return np.ascontiguousarray(mix, dtype=np.float32), np.ascontiguousarray(heard, dtype=np.float32)
 
     def _speed(self, rng: np.random.Generator) -> float:
         """A speed factor for one part of a training item: 1.0, or with probability ``speed`` one drawn

@@ -166,7 +166,12 @@ def _build_datasets(cfg: TrainConfig, spec: FrameSpec) -> tuple[ds.EpochDataset,
                                            quiet_seconds=tuple(d.quiet_seconds),
                                            quiet_level_db=tuple(d.quiet_level_db), quiet_hiss=d.quiet_hiss,
                                            speed=d.speed, speed_factor=tuple(d.speed_factor),
-                                           **mix, **common)
+                                           formant=d.formant, formant_factor=tuple(d.formant_factor),
+                                           pitch=d.pitch, pitch_factor=tuple(d.pitch_factor), mic_eq=d.mic_eq,
+                                           mic_eq_db=d.mic_eq_db, room=d.room, room_rt60=tuple(d.room_rt60),
+                                           room_target=d.room_target, room_background=d.room_background,
+                                           phone=d.phone, phone_mixture=d.phone_mixture,
+                                           phone_codec=d.phone_codec, **mix, **common)
             # Loopback is a training augmentation: validation measures the real task
             # (a silent-accompaniment item would score an SI-SDR of the mixture near +inf).
             valid_ds = ds.SourceMixDataset(valid_files, items=d.valid_items, train=False,
@@ -228,7 +233,7 @@ def run_batch(model: torch.nn.Module, net: IsolatorNet, frontend: Frontend, batc
 
     Channels are separate items (the engine runs the model per channel), so
     ``B' = B * C``. ``model`` may be DDP-wrapped; ``net`` is the bare network.
-    Waveforms are computed when ``need_waves`` or the SI-SDR term is on.
+    Waveforms are computed when ``need_waves`` or a term on waveforms (SI-SDR, multi-resolution STFT) is on.
     With ``carry``, items start from the state it gives (drawn with ``gen``)
     instead of zeros, and it keeps the state they end with.
     """
@@ -243,7 +248,7 @@ def run_batch(model: torch.nn.Module, net: IsolatorNet, frontend: Frontend, batc
     pred = net.vocal_spectrum(y, x)
     voc_f, acc_f = features(frontend.stft(voc)), features(frontend.stft(acc))
     pred_wave = mix_wave = voc_wave = None
-    if need_waves or weights.si_sdr:
+    if need_waves or weights.needs_waves:
         pred_wave = frontend.istft(from_features(pred))
         mix_wave, voc_wave = frontend.delay(mix), frontend.delay(voc)
     loss, parts = combined_loss(weights, pred, voc_f, acc_f, pred_wave, voc_wave, mix_wave)
@@ -557,9 +562,9 @@ class Trainer:
         self.spec, self.mcfg = resolve_model(cfg)
         self.train_ds, self.valid_ds, self.data_summary = build_datasets(cfg, self.spec)
         self.weights = LossWeights(**vars(cfg.loss))
-        if not any([self.weights.contrastive, self.weights.magnitude, self.weights.si_sdr, self.weights.gap]):
-            raise ConfigError("all loss weights are zero: enable loss.contrastive, loss.magnitude, loss.si_sdr or "
-                              "loss.gap")
+        if not self.weights.any_on():
+            raise ConfigError("all loss weights are zero: enable loss.contrastive, loss.magnitude, loss.si_sdr, "
+                              "loss.gap, loss.compressed, loss.mrstft or loss.voice_guard")
         torch.manual_seed(derive_seed(cfg.seed, "init"))
         self.net = build_model(self.spec, self.mcfg).to(device)
         self.frontend = Frontend(self.spec).to(device)
