@@ -26,6 +26,7 @@ the third keeps them from doing it by muting quiet voice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -292,38 +293,26 @@ def combined_loss(w: LossWeights, pred: Tensor, vocals: Tensor, accompaniment: T
     ``pred``/``vocals``/``accompaniment``: features ``(B, T, 2 * bins)``; the
     waveforms ``(B, samples)`` are needed only when ``w.si_sdr`` or ``w.mrstft`` is non-zero.
     """
+    def waves(term: str) -> tuple[Tensor, Tensor, Tensor]:
+        if pred_wave is None or vocals_wave is None or mix_wave is None:
+            raise ValueError(f"the {term} term needs the predicted, vocal and mixture waveforms")
+        return pred_wave, vocals_wave, mix_wave
+
+    terms: dict[str, tuple[float, Callable[[], Tensor]]] = {
+        "contrastive": (w.contrastive, lambda: contrastive_cosine(pred, vocals, accompaniment, w.accompaniment)),
+        "magnitude": (w.magnitude, lambda: magnitude_loss(pred, vocals, w.magnitude_power)),
+        "si_sdr": (w.si_sdr, lambda: si_sdr_loss(*waves("SI-SDR"))),
+        "gap": (w.gap, lambda: gap_loss(pred, vocals, accompaniment, limit_db=w.gap_limit_db)),
+        "compressed": (w.compressed, lambda: compressed_spectral_loss(pred, vocals, w.compressed_power)),
+        "mrstft": (w.mrstft, lambda: multi_resolution_stft_loss(*waves("multi-resolution STFT"), w.mrstft_ffts,
+                                                                w.compressed_power)),
+        "voice_guard": (w.voice_guard, lambda: voice_guard_loss(pred, vocals, w.compressed_power)),
+    }
     total = pred.sum() * 0.0
     parts: dict[str, float] = {}
-    if w.contrastive:
-        c = contrastive_cosine(pred, vocals, accompaniment, w.accompaniment)
-        total = total + w.contrastive * c
-        parts["contrastive"] = float(c.detach())
-    if w.magnitude:
-        m = magnitude_loss(pred, vocals, w.magnitude_power)
-        total = total + w.magnitude * m
-        parts["magnitude"] = float(m.detach())
-    if w.si_sdr:
-        if pred_wave is None or vocals_wave is None or mix_wave is None:
-            raise ValueError("the SI-SDR term needs the predicted, vocal and mixture waveforms")
-        s = si_sdr_loss(pred_wave, vocals_wave, mix_wave)
-        total = total + w.si_sdr * s
-        parts["si_sdr"] = float(s.detach())
-    if w.gap:
-        g = gap_loss(pred, vocals, accompaniment, limit_db=w.gap_limit_db)
-        total = total + w.gap * g
-        parts["gap"] = float(g.detach())
-    if w.compressed:
-        c = compressed_spectral_loss(pred, vocals, w.compressed_power)
-        total = total + w.compressed * c
-        parts["compressed"] = float(c.detach())
-    if w.mrstft:
-        if pred_wave is None or vocals_wave is None or mix_wave is None:
-            raise ValueError("the multi-resolution STFT term needs the predicted, vocal and mixture waveforms")
-        r = multi_resolution_stft_loss(pred_wave, vocals_wave, mix_wave, w.mrstft_ffts, w.compressed_power)
-        total = total + w.mrstft * r
-        parts["mrstft"] = float(r.detach())
-    if w.voice_guard:
-        v = voice_guard_loss(pred, vocals, w.compressed_power)
-        total = total + w.voice_guard * v
-        parts["voice_guard"] = float(v.detach())
+    for name, (weight, term) in terms.items():
+        if weight:
+            value = term()
+            total = total + weight * value
+            parts[name] = float(value.detach())
     return total, parts
