@@ -374,6 +374,12 @@ def summarize(rows: list[dict[str, Any]], systems: list[System], items: list[eva
         for metric in ("si_sdr", "si_sdri", "sdr", "residual_db", "pesq", "stoi"):
             summ[metric] = _median([r.get(metric) for r in mine])
         summ["si_sdri_by_category"] = {c: _median([r["si_sdri"] for r in mine if r["category"] == c]) for c in cats}
+        sources = sorted({r.get("voice_source") for r in mine if r.get("voice_source")})
+        summ["by_voice_source"] = {
+            src: {"items": sum(r.get("voice_source") == src for r in mine),
+                  "si_sdri": _median([r["si_sdri"] for r in mine if r.get("voice_source") == src]),
+                  "residual_db": _median([r.get("residual_db") for r in mine if r.get("voice_source") == src])}
+            for src in sources}
         summ["si_sdri_by_snr"] = {f"{snr:g}": _median([r["si_sdri"] for r in mine if r.get("snr_db") == snr])
                                   for snr in snrs}
         seconds = sum(r["seconds"] for r in everything)
@@ -393,6 +399,34 @@ def summarize(rows: list[dict[str, Any]], systems: list[System], items: list[eva
                 "items": len(quiet)}
         out[s.name] = summ
     return out
+
+
+def voice_source(item: evalset.Item) -> str | None:
+    """The corpus source of most of an item's voice (its clips' seconds), or None (no voice, not drawn
+    from a corpus)."""
+    seconds: dict[str, float] = {}
+    for clip in item.meta.get("voice_clips") or ():
+        seconds[clip["source"]] = seconds.get(clip["source"], 0.0) + float(clip.get("seconds", 0.0))
+    return max(seconds, key=seconds.__getitem__) if seconds else None
+
+
+def source_table(summary: dict[str, Any], systems: list[System]) -> str:
+    """Median SI-SDRi (and voice-free leakage) per voice source, a column per system; empty when the items
+    were not drawn from a corpus."""
+    shown = [s for s in systems if summary.get(s.name, {}).get("by_voice_source") and s.kind != "reference"]
+    if not shown:
+        return ""
+    sources = list(summary[shown[0].name]["by_voice_source"])
+    head = ["voice source", "items"] + [f"{s.label} SI-SDRi (leakage)" for s in shown]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for src in sources:
+        first = summary[shown[0].name]["by_voice_source"][src]
+        cells = [src, str(first["items"])]
+        for s in shown:
+            m = summary[s.name]["by_voice_source"].get(src, {})
+            cells.append(f"{_fmt(m.get('si_sdri'))} ({_fmt(m.get('residual_db'))})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
@@ -706,7 +740,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 continue
             est, cpu, wall = run_system(s, it, lead)
             row = {"item": it.name, "system": s.name, "category": it.category, "snr_db": it.meta.get("snr_db"),
-                   "seconds": it.seconds + args.lead_in, "cpu_s": cpu, "wall_s": wall, **score(est, it, sdr_method)}
+                   "voice_source": voice_source(it), "seconds": it.seconds + args.lead_in, "cpu_s": cpu,
+                   "wall_s": wall, **score(est, it, sdr_method)}
             mine.append(row)
             if it.name in kept and s.kind != "reference":
                 kept[it.name][s.name] = est
@@ -718,8 +753,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = summarize(rows, systems, items)
     table = markdown_table(summary, systems)
     quiet_table = no_voice_table(summary, systems)
+    by_source = source_table(summary, systems)
     if table:
         print(table)
+    if by_source:
+        print("\nMedian SI-SDRi (voice-free leakage) by voice source, dB\n")
+        print(by_source)
     if quiet_table:
         print(("\n" if table else "") + "Items with no voice: median level of the output against the input (dB)\n")
         print(quiet_table)
@@ -760,6 +799,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "summary": summary,
         "markdown": table,
         "markdown_no_voice": quiet_table,
+        "markdown_by_voice_source": by_source,
         "pictures": pictures,
         "rows": rows,
     }

@@ -267,9 +267,23 @@ def test_benchmark_runs_our_tiny_model_and_the_oracles_on_two_items(items, tmp_p
     assert all("pesq" in r and "stoi" in r for r in speech)  # speech items only (None without the packages)
     assert not any("pesq" in r for r in singing)
     assert "| deepiso tiny-test (untrained) |" in result["markdown"]
+    # Every item is reported under the corpus source of most of its voice, in the summary and a table.
+    for r in data["rows"]:
+        it = items[1] if r["item"] == items[1].name else items[-2]
+        assert r["voice_source"] == quality.voice_source(it) and r["voice_source"]
+    by_source = data["summary"]["deepiso:tiny-test"]["by_voice_source"]
+    assert sum(m["items"] for m in by_source.values()) == 2
+    assert all(f"| {src} |" in result["markdown_by_voice_source"] for src in by_source)
     for pic in data["pictures"]:
         assert Path(pic).is_file() and Path(pic).stat().st_size > 10_000
     assert len(data["pictures"]) == 2
+
+
+def test_voice_source_is_the_source_of_most_of_the_voice():
+    clips = [{"source": "a", "seconds": 1.0}, {"source": "b", "seconds": 1.5}, {"source": "a", "seconds": 1.0}]
+    silent = np.zeros((2, 8), np.float32)
+    assert quality.voice_source(evalset.Item("x", silent, silent, 16_000, {"voice_clips": clips})) == "a"
+    assert quality.voice_source(evalset.Item("y", silent, silent, 16_000, {})) is None
 
 
 def test_missing_model_file_is_reported(tmp_path):
