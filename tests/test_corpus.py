@@ -470,6 +470,102 @@ def test_the_recipe_sings_its_speech_after_building_it():
     assert all(order.index(b) < order.index("sung-speech") for b in sung.options["from"])
 
 
+def _package_deb(work: Path, package: str, files: dict[str, bytes]) -> Path:
+    """A .deb named like a real package (in ``work/debs``) holding ``files`` (package path -> content)."""
+    root = work / f"{package}-root"
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN/control").write_text(
+        f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: deepiso <deepiso@example.org>\n"
+        "Description: stand-in with the real package's layout\n")
+    (work / "debs").mkdir(exist_ok=True)
+    deb = work / "debs" / f"{package}_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+def _audio_bytes(f0: float, rate: int = 8000, fmt: str = "WAV") -> bytes:
+    """A short voice-like file; each ``f0`` gives other content, so no two files are duplicates."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"deepiso-test-{os.getpid()}-{f0}.{fmt.lower()}"
+    subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
+    sf.write(path, _voice_like(0.5, rate, f0), rate, format=fmt, subtype=subtype)
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def test_codec2_examples_takes_its_speech_and_keeps_it_in_training(tmp_path):
+    source = corpus.SOURCES_BY_NAME["codec2-examples"]
+    assert source.license == "LGPL-2.1" and source.packages == ("codec2-examples",)
+    share = "usr/share/codec2"
+    files = {f"{share}/wav/{n}.wav": _audio_bytes(100.0 + 10 * i) for i, n in enumerate(
+        ("all", "big_dog", "ve9qrp", "hts1a", "vk5qi", "m2400", "f2400", "david4", "vk2tpm_004"))}
+    files[f"{share}/raw/speech_orig_16k.wav"] = _audio_bytes(300.0, 16_000)
+    files[f"{share}/raw/hts.raw"] = b"\x01\x00" * 800  # headerless PCM, not read
+    files[f"{share}/octave/in8.raw"] = b"\x02\x00" * 800
+    files[f"{share}/octave/ofdm_rx.m"] = b"% octave\n"
+    _package_deb(tmp_path, "codec2-examples", files)
+    items = corpus.enumerate_items(source, tmp_path, download=False)
+    assert sorted(it.key.removeprefix(f"{share}/") for it in items) == [
+        "raw/speech_orig_16k.wav", "wav/all.wav", "wav/big_dog.wav", "wav/ve9qrp.wav"]
+    for it in items:
+        ids = corpus.speaker_identities(it.source, it.speaker, it.language)
+        assert it.language == "en" and ids == ("source:codec2-examples",)
+        assert corpus.speaker_split(ids) == "train"
+    audio, rate = corpus.produce(items[0], corpus.BuildConfig(), tmp_path)
+    assert rate == 16_000 and audio.size == 8000
+
+
+def test_0ad_voices_takes_the_unit_voices_from_the_zip_by_speaker(tmp_path):
+    source = corpus.SOURCES_BY_NAME["0ad-voices"]
+    assert source.license == "CC-BY-SA-3.0" and source.packages == ("0ad-data",)
+    public = tmp_path / "public.zip"
+    members = {
+        "audio/voice/greek/civ/civ_female_attack_1.ogg": 150.0,
+        "audio/voice/greek/civ/civ_male_yes_1.ogg": 160.0,
+        "audio/voice/napatan/civ/civ_male_attack_01.ogg": 170.0,
+        "audio/voice/persian/civ/civ_female_hello_1.ogg": 180.0,
+        "audio/voice/persian/civ/civ_male_hello_1.ogg": 190.0,
+        "audio/voice/global/civ_dog_bark.ogg": 200.0,
+        "audio/music/Celtica.ogg": 210.0,
+        "audio/actor/human/death/male_death_01.ogg": 220.0,
+        "audio/ambient/weather/rain.ogg": 230.0,
+    }
+    with zipfile.ZipFile(public, "w") as zf:
+        for name, f0 in members.items():
+            zf.writestr(name, _audio_bytes(f0, 22_050, "OGG"))
+        zf.writestr("audio/voice/greek/civ/civ_female_attack.xml", "<SoundGroup/>")
+    mod = tmp_path / "mod.zip"
+    with zipfile.ZipFile(mod, "w") as zf:
+        zf.writestr("audio/interface/ui/click.ogg", _audio_bytes(240.0, 22_050, "OGG"))
+    games = "usr/share/games/0ad/mods"
+    _package_deb(tmp_path, "0ad-data", {f"{games}/public/public.zip": public.read_bytes(),
+                                        f"{games}/mod/mod.zip": mod.read_bytes(),
+                                        f"{games}/public/mod.json": b"{}"})
+    items = corpus.enumerate_items(source, tmp_path, download=False)
+    got = {it.key.removeprefix(f"{games}/public/public.zip!audio/voice/"): it for it in items}
+    assert set(got) == {"greek/civ/civ_female_attack_1.ogg", "greek/civ/civ_male_yes_1.ogg",
+                        "napatan/civ/civ_male_attack_01.ogg", "persian/civ/civ_female_hello_1.ogg",
+                        "persian/civ/civ_male_hello_1.ogg"}
+    splits: dict[str, str] = {}
+    for key, it in got.items():
+        assert it.speaker == key.rsplit("_", 2)[0]  # "greek/civ/civ_female": civilisation and voice
+        (ident,) = corpus.speaker_identities(it.source, it.speaker, it.language)
+        assert ident == f"0ad-voices:{it.speaker}" and corpus.SPEAKER_SPLITS[ident] == corpus.speaker_split((ident,))
+        splits[ident] = corpus.speaker_split((ident,))
+    assert splits["0ad-voices:persian/civ/civ_female"] == "valid"
+    assert splits["0ad-voices:persian/civ/civ_male"] == "test"
+    assert {s for i, s in splits.items() if "persian" not in i} == {"train"}
+    # Every voice of the source has its place, in train but for one held-out voice each in valid and test.
+    voices = [i for i in corpus.SPEAKER_SPLITS if i.startswith("0ad-voices:")]
+    assert len(voices) == 8 and sorted(corpus.SPEAKER_SPLITS[i] for i in voices).count("train") == 6
+    audio, rate = corpus.produce(got["greek/civ/civ_female_attack_1.ogg"], corpus.BuildConfig(), tmp_path)
+    assert rate == 22_050 and 10_000 < audio.size <= 11_025  # read from inside the zip container
+
+
 # ----------------------------------------------------------------------------- speakers and splits
 
 

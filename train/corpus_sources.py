@@ -6,7 +6,7 @@ it stays unseen so that the held-out evaluation means something; add a source
 here only after checking its license and that the evaluation does not use it.
 
 Paths are matched as POSIX paths relative to the package root
-(``usr/share/...``); a member of a zip container (``*.pk3``, ``*.wz``) is
+(``usr/share/...``); a member of a zip container (``*.pk3``, ``*.wz``, ``*.zip``) is
 matched as ``CONTAINER!MEMBER``, e.g. ``usr/share/games/warzone2100/base.wz!audio/tutorial/x.ogg``.
 Patterns are Python regular expressions searched anywhere in that path.
 """
@@ -97,7 +97,7 @@ PIPER_VOICES: dict[str, tuple[str, str, str]] = {
 
 AUDIO_EXTENSIONS = (".ogg", ".oga", ".opus", ".wav", ".flac", ".mp3", ".g722")
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
-CONTAINER_EXTENSIONS = (".pk3", ".wz")
+CONTAINER_EXTENSIONS = (".pk3", ".wz", ".zip")
 
 SOURCES: tuple[Source, ...] = (
     # ---------------------------------------------------------------- voice
@@ -132,6 +132,19 @@ SOURCES: tuple[Source, ...] = (
            include=(r"base\.wz!audio/(tutorial|extra|memressp|countdown|vtoltalk|taunts|coltive|trnsppil|"
                     r"proxmessages|nexus)/.*\.ogg$",),
            language="en", note="radio-style voice lines from base.wz (sound effects and cut-scene audio left out)"),
+    Source("codec2-examples", VOICE, "speech", "LGPL-2.1", packages=("codec2-examples",),
+           include=(r"usr/share/codec2/(wav|raw)/[^/]+\.wav$",),
+           # hts1a, hts2a, morig, forig and vk5qi are excerpts of all.wav; m2400/f2400 are vocoder output;
+           # david4 and vk2tpm_004 are modem signals, no speech.
+           exclude=(r"/(hts1a|hts2a|morig|forig|vk5qi)\.wav$", r"/[mf]2400\.wav$", r"/(david4|vk2tpm_004)\.wav$"),
+           language="en",
+           note="codec test speech and HF radio recordings (8 kHz, two files at 16 kHz) of several speakers, "
+                "named as the source; ve9qrp.wav is SSB radio with its band noise"),
+    Source("0ad-voices", VOICE, "speech", "CC-BY-SA-3.0", packages=("0ad-data",),
+           include=(r"/public\.zip!audio/voice/[^/]+/civ/civ_(female|male)_[^/]+\.ogg$",),
+           speaker_pattern=r"!audio/voice/(?P<speaker>[^/]+/civ/civ_(female|male))_",
+           note="unit voice lines from public.zip: a female and a male voice for each of four civilisations "
+                "(greek, latin, napatan, persian); music, effects, death cries and the dog are left out"),
     Source("espeak-ng", VOICE, "speech", "GPL-3+ (espeak-ng)", method="espeak", count=1200,
            flags=("synthetic",), note="formant synthesis, many languages and voice variants"),
     Source("flite", VOICE, "speech", "BSD-like (flite)", method="flite", count=500,
@@ -222,6 +235,14 @@ SPEAKER_SPLITS: dict[str, str] = {
     "asterisk:Allison": "train", "asterisk-fr:asterisk-fr_CA_f_June": "test",
     "asterisk-it-menardi:asterisk-it_IT_f_Menardi": "valid",
     "source:gcin-voice": "train", "source:warzone2100-voice": "train",
+    # codec2's test and radio speech: its speakers are not told apart (all.wav joins them), so all train.
+    "source:codec2-examples": "train",
+    # 0 A.D.'s unit voices, one female and one male per civilisation: the Persian pair is held out, its
+    # female voice for valid and its male voice for test.
+    "0ad-voices:greek/civ/civ_female": "train", "0ad-voices:greek/civ/civ_male": "train",
+    "0ad-voices:latin/civ/civ_female": "train", "0ad-voices:latin/civ/civ_male": "train",
+    "0ad-voices:napatan/civ/civ_female": "train", "0ad-voices:napatan/civ/civ_male": "train",
+    "0ad-voices:persian/civ/civ_female": "valid", "0ad-voices:persian/civ/civ_male": "test",
     # Kokoro-82M's five voices: one for valid, one for test; a blend of voices of two splits is in none.
     "kokoro:jf_alpha": "train", "kokoro:jf_gongitsune": "train", "kokoro:jm_kumo": "train",
     "kokoro:jf_tebukuro": "valid", "kokoro:jf_nezumi": "test",
