@@ -207,11 +207,18 @@ def test_trains_through_the_loop_and_its_checkpoint_round_trips(tmp_path):
         resolve_model(TrainConfig.from_dict({**base, "architecture": "isolator"}))
 
 
-def test_the_training_configuration_is_default_recipe_on_the_new_network():
+def test_the_training_configuration_is_default_recipe_on_the_new_network_with_the_new_levers():
     cfg, default = (TrainConfig.load(f"train/configs/{n}.yaml") for n in ("bandfilter", "default"))
     spec, mcfg = resolve_model(cfg)
     assert isinstance(build_model(spec, mcfg), BandFilterNet) and spec == get_config("bandfilter")[0]
-    assert cfg.data == default.data and cfg.loss == default.loss
+    # default's data and loss, plus the voice augmentations, the tonal backgrounds and the pause terms
+    levers = {"formant", "pitch", "mic_eq", "room", "phone", "source_weights"}
+    data, base = vars(cfg.data), vars(default.data)
+    assert {k for k in data if data[k] != base[k]} == levers
+    assert all(0 < data[k] < 1 for k in levers - {"source_weights"}) and data["source_weights"] == {
+        "generated-tonal": 8.0}
+    loss, base_loss = vars(cfg.loss), vars(default.loss)
+    assert {k for k in loss if loss[k] != base_loss[k]} == {"compressed", "voice_guard"}
     assert cfg.augment == default.augment
     assert not cfg.optim.init_from  # from scratch
     assert isinstance(build_model(*resolve_model(default)), IsolatorNet)  # default's unchanged
