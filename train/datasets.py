@@ -945,16 +945,12 @@ class SourceMixDataset(EpochDataset):
 
     def _voice_augment(self, seg: np.ndarray, index: int) -> np.ndarray:
         """The voice excerpt with its formants, pitch and microphone changed, each with its probability."""
-        if self.formant > 0:
-            r = self._aug_rng(index, "formant")
-            if float(r.uniform()) < self.formant:
-                low, high = self.formant_factor
-                seg = va.formant_shift(seg, self.rate, float(np.exp(r.uniform(np.log(low), np.log(high)))))
-        if self.pitch > 0:
-            r = self._aug_rng(index, "pitch")
-            if float(r.uniform()) < self.pitch:
-                low, high = self.pitch_factor
-                seg = va.pitch_shift(seg, self.rate, float(np.exp(r.uniform(np.log(low), np.log(high)))))
+        for name, p, (low, high), shift in (("formant", self.formant, self.formant_factor, va.formant_shift),
+                                            ("pitch", self.pitch, self.pitch_factor, va.pitch_shift)):
+            if p > 0:
+                r = self._aug_rng(index, name)
+                if float(r.uniform()) < p:
+                    seg = shift(seg, self.rate, float(np.exp(r.uniform(np.log(low), np.log(high)))))
         if self.mic_eq > 0:
             r = self._aug_rng(index, "mic_eq voice")
             if float(r.uniform()) < self.mic_eq:
