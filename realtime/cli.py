@@ -223,8 +223,10 @@ def device_latency(latency: str | float, block: int | None, rate: int) -> tuple[
         rule = f"max(4 blocks, {1000 * pulse.HIGH_OUTPUT_S:g} ms)"
     else:
         rule = f"max({1000 * float(latency):g} ms, 2 blocks)"
-    return out_s, block / rate, f"pulse output buffer {rule} = {1000 * out_s:.2f} ms + 1 input block " \
-                                f"{1000 * block / rate:.2f} ms"
+    pipewire = pulse.output_buffer_s(latency, block, rate, server="PipeWire")
+    on_pipewire = f" ({1000 * pipewire:.2f} on PipeWire)" if pipewire != out_s else ""
+    return out_s, block / rate, f"pulse output buffer {rule} = {1000 * out_s:.2f} ms{on_pipewire} + 1 input " \
+                                f"block {1000 * block / rate:.2f} ms"
 
 
 def measured_round_trip(path: Path | None, algorithmic_ms: float) -> tuple[list[tuple[str, float, str]], str]:

@@ -26,9 +26,11 @@ The delay holds by construction:
   a *resync*, counted and reported, never a growing delay;
 * smaller creeps (an underflow refilled, a server that changed its quantum) are
   trimmed: the server's share of the delay is watched in quarter-second
-  windows, and when a window's floor is more than 0.6 of a block above the one
-  the stream settled at, whole output blocks are left out to bring it back
-  (``trims``).
+  windows, and when a window's floor is a whole block or more above the one the
+  stream settled at (the median floor of its first second), whole output blocks
+  are left out to bring it back (``trims``), never below that floor. An
+  underflow soon after a trim shows the floor was too low to hold: the next
+  trims stop a block higher.
 
 Named devices are opened with ``PA_STREAM_DONT_MOVE``: when the virtual
 microphone (or any named device) disappears, the server ends the stream rather
@@ -168,6 +170,10 @@ DEFAULT_BLOCK = 256
 #: Output buffer (``tlength``) for ``latency="low"``: two blocks and at least 12 ms; the server's
 #: share of the round trip is about this (pass-through at block 256, 48 kHz: 13.8 ms measured).
 LOW_OUTPUT_S = 0.012
+#: The same on PipeWire's pulse server, which carries a client's output a quantum further: at 12 ms
+#: its output underflowed about twice a minute with a browser recording, at 16 ms none in the same
+#: runs (benchmarks/live.py, 2 x 60 s each), for 2.7 ms more delay.
+PIPEWIRE_LOW_OUTPUT_S = 0.016
 HIGH_OUTPUT_S = 0.060
 #: Input allowed to pile up before it is dropped down to one block (a resync), beyond one block.
 BACKLOG_S = 0.020
@@ -175,11 +181,18 @@ BACKLOG_S = 0.020
 #: input) for OVERFULL_S before it is flushed back to its length.
 OVERFULL_EXTRA_S = 0.050
 OVERFULL_S = 0.2
-#: The delay is watched in windows this long; a window whose least delay is more than 0.6 of a block
-#: plus TRIM_SLACK_S above the settled one leaves out as many whole output blocks as bring it back
-#: to within 0.6 of a block.
+#: The delay is watched in windows this long; a window whose least delay is a block plus
+#: TRIM_SLACK_S or more above the settled one leaves out as many whole output blocks as fit above it.
+#: Trims that left out a fraction of a block more (down to 0.4 of a block under the settled floor)
+#: set off an underflow, a refill and the next trim, up to 14 times in 20 s on PipeWire.
 WINDOW_S = 0.25
 TRIM_SLACK_S = 0.001
+#: The settled floor: the median floor of this many windows after the first (the start-up).
+SETTLE_WINDOWS = 4
+#: An underflow within this long of a trim raises the floor trims stop at by one block (at most
+#: MAX_RAISES times): the trimmed level could not be held.
+TRIM_UNDERFLOW_S = 2.0
+MAX_RAISES = 2
 #: No input for this long: the server is announced as not answering (the stream keeps waiting).
 QUIET_S = 0.5
 #: No input for this long, or a lost connection not back within it: the stream ends with an error.
@@ -194,10 +207,11 @@ MINREQ_DIV = 2
 POLL_TIMEOUT_US = 100_000
 
 
-def output_buffer_s(latency: str | float, block: int, rate: int) -> float:
-    """The playback buffer (``tlength``) in seconds for ``latency`` (``"low"``, ``"high"`` or seconds)."""
+def output_buffer_s(latency: str | float, block: int, rate: int, server: str = "") -> float:
+    """The playback buffer (``tlength``) in seconds for ``latency`` (``"low"``, ``"high"`` or seconds)
+    on ``server`` (its name, as the server gives it: "low" is longer on PipeWire)."""
     if latency == "low":
-        return max(2 * block / rate, LOW_OUTPUT_S)
+        return max(2 * block / rate, PIPEWIRE_LOW_OUTPUT_S if "PipeWire" in server else LOW_OUTPUT_S)
     if latency == "high":
         return max(4 * block / rate, HIGH_OUTPUT_S)
     value = float(latency)
@@ -235,7 +249,7 @@ class _Connection:
     """
 
     def __init__(self, rate: int, channels: int, source: str | None, sink: str | None, block: int,
-                 output_s: float, name: str, on_underflow, on_overflow) -> None:
+                 latency: str | float, name: str, on_underflow, on_overflow) -> None:
         self.lib = _libpulse()
         self.main = None
         self.contexts: list = []  # [record's, playback's]
@@ -245,7 +259,7 @@ class _Connection:
         self._usec, self._negative = ctypes.c_uint64(0), ctypes.c_int(0)
         self._usec_ref, self._negative_ref = ctypes.byref(self._usec), ctypes.byref(self._negative)
         try:
-            self._open(rate, channels, source, sink, block, output_s, name, on_underflow, on_overflow)
+            self._open(rate, channels, source, sink, block, latency, name, on_underflow, on_overflow)
         except BaseException:
             self.close()
             raise
@@ -261,7 +275,7 @@ class _Connection:
         self._wait(lambda: lib.pa_context_get_state(ctx) == PA_CONTEXT_READY, "connect to the audio server")
         return ctx
 
-    def _open(self, rate, channels, source, sink, block, output_s, name, on_underflow, on_overflow) -> None:
+    def _open(self, rate, channels, source, sink, block, latency, name, on_underflow, on_overflow) -> None:
         lib = self.lib
         self.main = lib.pa_mainloop_new()
         if not self.main:
@@ -273,9 +287,11 @@ class _Connection:
             if device and not self._exists(rec_ctx, kind, device):
                 raise DeviceGone(f"{'input' if kind == 'source' else 'output'} device {device!r} does not exist")
         play_ctx = self._connect_context(f"{name} output")
+        self.server_name = self._server_name(play_ctx)
+        self.output_s = output_buffer_s(latency, block, rate, self.server_name)
         spec = _SampleSpec(PA_SAMPLE_FLOAT32LE, rate, channels)
         block_bytes = block * self.frame_bytes
-        out_bytes = round(output_s * rate) * self.frame_bytes
+        out_bytes = round(self.output_s * rate) * self.frame_bytes
         flags = PA_STREAM_ADJUST_LATENCY | PA_STREAM_AUTO_TIMING_UPDATE | PA_STREAM_INTERPOLATE_TIMING
         self.rec = lib.pa_stream_new(rec_ctx, f"{name} input".encode(), ctypes.byref(spec), None)
         self.play = lib.pa_stream_new(play_ctx, f"{name} output".encode(), ctypes.byref(spec), None)
@@ -304,7 +320,6 @@ class _Connection:
         self.device_names = (self._device_name(self.rec), self._device_name(self.play))
         attr = lib.pa_stream_get_buffer_attr(self.play).contents
         self.output_bytes = int(attr.tlength)
-        self.server_name = self._server_name(play_ctx)
         # PulseAudio starts a playback stream once it holds ``prebuf`` (the output's length) by itself.
         self.primed = "PipeWire" not in self.server_name  # False: silence goes before the first block
 
@@ -474,10 +489,12 @@ class PulseDuplex:
         self.process = process
         self.rate, self.channels, self.block = rate, channels, block
         self.source, self.sink, self.name = source, sink, name
-        self.output_s = output_buffer_s(latency, block, rate)
+        self.latency_spec = latency
+        self.output_s = output_buffer_s(latency, block, rate)  # on PulseAudio; set again once connected
         self.backlog_frames = block + round(BACKLOG_S * rate)
         self.on_start = on_start
         self.counters = PulseCounters()
+        self._underflow_at = -math.inf  # when the playback buffer last ran empty (time.monotonic)
         self.events: collections.deque[str] = collections.deque(maxlen=256)
         self.error: str | None = None
         self.blocks = 0
@@ -526,11 +543,12 @@ class PulseDuplex:
 
     # ------------------------------------------------------------ the audio thread
     def _connect(self) -> _Connection:
-        return _Connection(self.rate, self.channels, self.source, self.sink, self.block, self.output_s, self.name,
-                           self._underflow, self._overflow)
+        return _Connection(self.rate, self.channels, self.source, self.sink, self.block, self.latency_spec,
+                           self.name, self._underflow, self._overflow)
 
     def _underflow(self) -> None:
         self.counters.underflows += 1
+        self._underflow_at = time.monotonic()
 
     def _overflow(self) -> None:
         self.counters.overflows += 1
@@ -545,6 +563,7 @@ class PulseDuplex:
         with self._conn_lock:
             self._conn = conn
         self.device_names = conn.device_names
+        self.output_s = conn.output_s
         self.granted_output_s = conn.output_bytes / conn.frame_bytes / self.rate
         if self.on_start is not None:
             self.on_start()
@@ -627,9 +646,11 @@ class PulseDuplex:
         announced = flowing = False
         since: float | None = None  # when the output first held more than ``overfull``
         window_min, window_end, windows = math.inf, time.monotonic() + WINDOW_S, 0
+        settling: list[float] = []  # the floors of the windows the baseline is the median of
         baseline: float | None = None  # the server's share of the delay once settled, seconds
         block_s = block / self.rate
-        trim_above = 0.6 * block_s + TRIM_SLACK_S
+        trim_above = block_s + TRIM_SLACK_S
+        trimmed_at, raises = -math.inf, 0  # the last trim; times the baseline was raised
         skip = 0  # output blocks still to leave out
         overfull = self.output_s + OVERFULL_EXTRA_S
         dropping = False  # within one resync: consecutive drops are one episode
@@ -706,19 +727,30 @@ class PulseDuplex:
                 # latency) is watched window by window: its least value in a window is the floor under
                 # the jitter of fragments and writes. When a window's floor sits well above
                 # the floor the stream settled at (an underflow refilled, a server changed its quantum),
-                # whole output blocks are left out: the delay comes back within 0.6 of a block.
+                # the whole output blocks above it are left out: the delay comes back within a block.
                 queued = conn.latency_s(play)
                 total = conn.latency_s(rec) + queued
                 if total < window_min:
                     window_min = total
                 if now >= window_end:
+                    underflow_at = self._underflow_at
                     if baseline is None:
                         windows += 1
                         if windows >= 2:  # the first window is the start-up
-                            baseline = window_min
+                            settling.append(window_min)
+                        if len(settling) == SETTLE_WINDOWS:
+                            baseline = sorted(settling)[SETTLE_WINDOWS // 2]
+                    elif trimmed_at < underflow_at < trimmed_at + TRIM_UNDERFLOW_S and raises < MAX_RAISES:
+                        # the level the last trim left could not be held: stop a block higher
+                        baseline += block_s
+                        raises += 1
+                        trimmed_at = -math.inf
+                        self.events.append(f"underflow after a trim: trims now stop {1000 * raises * block_s:.1f} "
+                                           f"ms higher")
                     elif window_min > baseline + trim_above:
-                        # whole blocks, rounded so that at most 0.6 of one stays above the baseline
-                        skip = int((window_min - baseline) / block_s + 0.4)
+                        # whole blocks above the baseline: never below it
+                        skip = int((window_min - baseline) / block_s)
+                        trimmed_at = now
                         c.trims += 1
                         c.resyncs += 1
                         self.events.append(f"resync: delay {1000 * (window_min - baseline):+.1f} ms over its "

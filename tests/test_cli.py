@@ -210,7 +210,7 @@ def test_latency_of_the_default_model_as_live_runs_it(capsys, tmp_path):
     dev = rows["+ device (buffers asked for)"]
     device_s = output_buffer_s("low", 256, 44_100) + 256 / 44_100
     assert dev[1] == f"{1000 * device_s:.2f}" == "17.80" and dev[0] == str(round(device_s * 44_100))
-    assert "max(2 blocks, 12 ms) = 12.00 ms" in dev[2] and "1 input block 5.80 ms" in dev[2]
+    assert "max(2 blocks, 12 ms) = 12.00 ms (16.00 on PipeWire)" in dev[2] and "1 input block 5.80 ms" in dev[2]
     total = rows["= expected round trip"]
     assert total[1] == f"{spec.latency_ms(256) + 1000 * device_s:.2f}" == "35.22"
     assert rows["measured: PulseAudio"][1:] == ("32.98", f"{measured} (2026-01-02): median of a 600 s run, "

