@@ -336,7 +336,10 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
     out = {
         "seconds": seconds, "busy_core": busy, "started": started, "exit": proc.returncode,
         "blocks": s.get("blocks"), "xruns": s.get("xruns"), "resyncs": s.get("resyncs"),
-        "underflows": s.get("underflows"), "dropped_input_frames": s.get("dropped_input_frames"),
+        "underflows": s.get("underflows"), "underflow_times_s": s.get("underflow_times_s"),
+        # the browser opens its microphone a few seconds in: the steady state is what follows
+        "underflows_after_30_s": sum(t > 30 for t in s.get("underflow_times_s") or []),
+        "dropped_input_frames": s.get("dropped_input_frames"),
         "dropped_output_frames": s.get("dropped_output_frames"), "error": s.get("error"),
         "audio_thread_cpu": s.get("audio_thread_cpu"), "compute_cpu": s.get("compute_cpu"),
         "algorithmic_ms": s.get("algorithmic_latency_ms"), "clipped_samples": s.get("clipped_samples"),

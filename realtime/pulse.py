@@ -495,6 +495,9 @@ class PulseDuplex:
         self.on_start = on_start
         self.counters = PulseCounters()
         self._underflow_at = -math.inf  # when the playback buffer last ran empty (time.monotonic)
+        self._started_at = time.monotonic()  # set again when the audio thread starts
+        #: when the playback buffer ran empty, seconds into the stream (the first 64)
+        self.underflow_times: list[float] = []
         self.events: collections.deque[str] = collections.deque(maxlen=256)
         self.error: str | None = None
         self.blocks = 0
@@ -549,6 +552,8 @@ class PulseDuplex:
     def _underflow(self) -> None:
         self.counters.underflows += 1
         self._underflow_at = time.monotonic()
+        if len(self.underflow_times) < 64:
+            self.underflow_times.append(round(self._underflow_at - self._started_at, 2))
 
     def _overflow(self) -> None:
         self.counters.overflows += 1
@@ -569,6 +574,7 @@ class PulseDuplex:
             self.on_start()
         self._ready.set()
         t_cpu0, t_wall0 = time.thread_time(), time.monotonic()
+        self._started_at = t_wall0
         try:
             while not self._halt.is_set():
                 try:

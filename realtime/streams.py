@@ -554,6 +554,11 @@ class PulseStream(LiveStream):
         return self._duplex.counters
 
     @property
+    def underflow_times(self) -> list[float]:
+        """When the output ran empty, seconds into the stream (the first 64)."""
+        return list(self._duplex.underflow_times)
+
+    @property
     def output_s(self) -> float:
         """The output buffer (``tlength``) asked of the server for ``latency``, seconds."""
         return self._duplex.output_s

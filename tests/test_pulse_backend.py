@@ -113,6 +113,9 @@ def test_a_delay_that_creeps_up_is_trimmed_back(pulse):
     lags = chirp_lags(pulse.record_through(stream, x, lead=0.3, tail=0.4))
     c = stream.counters
     assert len(lags) >= 7 and c.trims >= 1, (lags, c)
+    # the underflow is reported with its time into the stream
+    times = stream.underflow_times
+    assert len(times) == min(c.underflows, 64) and any(1.7 < t < 2.3 for t in times), (times, c)
     block = 256
     # Back within a block of the start. Of the chirps after the trim, one may come before the trim of
     # an underflow of this loaded machine's own: three of the last four are held to it.
