@@ -26,11 +26,11 @@ The delay holds by construction:
   a *resync*, counted and reported, never a growing delay;
 * smaller creeps (an underflow refilled, a server that changed its quantum) are
   trimmed: the server's share of the delay is watched in quarter-second
-  windows, and when a window's floor is more than half a block above the one
-  the stream settled at (the median floor of its first second), output is left
-  out to bring it back to 1 ms above that floor, never below it (``trims``). An
+  windows, and when a window's floor is a whole block or more above the one the
+  stream settled at (the median floor of its first second), whole output blocks
+  are left out to bring it back (``trims``), never below that floor. An
   underflow soon after a trim shows the floor was too low to hold: the next
-  trims stop half a block higher.
+  trims stop a block higher.
 
 Named devices are opened with ``PA_STREAM_DONT_MOVE``: when the virtual
 microphone (or any named device) disappears, the server ends the stream rather
@@ -181,17 +181,17 @@ BACKLOG_S = 0.020
 #: input) for OVERFULL_S before it is flushed back to its length.
 OVERFULL_EXTRA_S = 0.050
 OVERFULL_S = 0.2
-#: The delay is watched in windows this long; a window whose least delay is more than half a block
-#: plus TRIM_SLACK_S above the settled one leaves out the output that brings it back to TRIM_KEEP_S
-#: above it. Trims of whole blocks, rounded to the nearest, went down to 0.4 of a block under the
-#: settled floor and set off an underflow, a refill and the next trim, up to 14 times in 20 s on
-#: PipeWire; trims of the whole blocks above it left up to a block of creep (31 -> 37 ms on PulseAudio).
+#: The delay is watched in windows this long; a window whose least delay is a block plus
+#: TRIM_SLACK_S or more above the settled one leaves out as many whole output blocks as fit above it.
+#: Trims that left out a fraction of a block more (down to 0.4 of a block under the settled floor)
+#: set off an underflow, a refill and the next trim, up to 14 times in 20 s on PipeWire. Trims from
+#: half a block of creep down to 1 ms above the floor held the delay 3-5 ms lower, but underflowed 21
+#: times against 7 on PulseAudio and 12 against 1 on PipeWire (10-minute soaks with a browser).
 WINDOW_S = 0.25
 TRIM_SLACK_S = 0.001
-TRIM_KEEP_S = 0.001
 #: The settled floor: the median floor of this many windows after the first (the start-up).
 SETTLE_WINDOWS = 4
-#: An underflow within this long of a trim raises the floor trims stop at by half a block (at most
+#: An underflow within this long of a trim raises the floor trims stop at by one block (at most
 #: MAX_RAISES times): the trimmed level could not be held.
 TRIM_UNDERFLOW_S = 2.0
 MAX_RAISES = 2
@@ -657,9 +657,9 @@ class PulseDuplex:
         settling: list[float] = []  # the floors of the windows the baseline is the median of
         baseline: float | None = None  # the server's share of the delay once settled, seconds
         block_s = block / self.rate
-        trim_above = 0.5 * block_s + TRIM_SLACK_S
+        trim_above = block_s + TRIM_SLACK_S
         trimmed_at, raises = -math.inf, 0  # the last trim; times the baseline was raised
-        skip = 0  # output frames still to leave out
+        skip = 0  # output blocks still to leave out
         overfull = self.output_s + OVERFULL_EXTRA_S
         dropping = False  # within one resync: consecutive drops are one episode
         next_latency = 0.0
@@ -721,17 +721,13 @@ class PulseDuplex:
                 c.compute_s += time.perf_counter() - t0
                 self._shift(need)
                 self.blocks += 1
-                start = 0  # bytes of this block left out
-                if skip:  # the delay crept above its baseline: these frames make up for it
-                    left_out = min(skip, block)
-                    skip -= left_out
-                    c.dropped_output_frames += left_out
-                    if left_out == block:
-                        continue
-                    start = left_out * fb
+                if skip:  # the delay crept above its baseline: these blocks make up for it
+                    skip -= 1
+                    c.dropped_output_frames += block
+                    continue
                 if not conn.primed:
                     conn.prime(block_bytes)
-                if lib.pa_stream_write(play, out_ptr + start, block_bytes - start, None, 0, PA_SEEK_RELATIVE) < 0:
+                if lib.pa_stream_write(play, out_ptr, block_bytes, None, 0, PA_SEEK_RELATIVE) < 0:
                     raise PulseError(f"writing output failed: {conn.error_text()}")
                 dropping = False
             if got:
@@ -739,7 +735,7 @@ class PulseDuplex:
                 # latency) is watched window by window: its least value in a window is the floor under
                 # the jitter of fragments and writes. When a window's floor sits well above
                 # the floor the stream settled at (an underflow refilled, a server changed its quantum),
-                # output is left out: the delay comes back to 1 ms above that floor.
+                # the whole output blocks above it are left out: the delay comes back within a block.
                 queued = conn.latency_s(play)
                 total = conn.latency_s(rec) + queued
                 if total < window_min:
@@ -753,20 +749,20 @@ class PulseDuplex:
                         if len(settling) == SETTLE_WINDOWS:
                             baseline = sorted(settling)[SETTLE_WINDOWS // 2]
                     elif trimmed_at < underflow_at < trimmed_at + TRIM_UNDERFLOW_S and raises < MAX_RAISES:
-                        # the level the last trim left could not be held: stop half a block higher
-                        baseline += 0.5 * block_s
+                        # the level the last trim left could not be held: stop a block higher
+                        baseline += block_s
                         raises += 1
                         trimmed_at = -math.inf
-                        self.events.append(f"underflow after a trim: trims now stop "
-                                           f"{1000 * raises * 0.5 * block_s:.1f} ms higher")
+                        self.events.append(f"underflow after a trim: trims now stop {1000 * raises * block_s:.1f} "
+                                           f"ms higher")
                     elif window_min > baseline + trim_above:
-                        # back to just above the baseline, never below it
-                        skip = round((window_min - baseline - TRIM_KEEP_S) * self.rate)
+                        # whole blocks above the baseline: never below it
+                        skip = int((window_min - baseline) / block_s)
                         trimmed_at = now
                         c.trims += 1
                         c.resyncs += 1
                         self.events.append(f"resync: delay {1000 * (window_min - baseline):+.1f} ms over its "
-                                           f"start, {1000 * skip / self.rate:.1f} ms of output left out")
+                                           f"start, {skip} block(s) left out")
                     window_min, window_end = math.inf, now + WINDOW_S
                 # Late input that came in a burst (the thread or the server stalled) fills the output
                 # beyond its length: once it has stayed too long for OVERFULL_S, the output is flushed
