@@ -117,10 +117,15 @@ def test_a_delay_that_creeps_up_is_trimmed_back(pulse):
     times = stream.underflow_times
     assert len(times) == min(c.underflows, 64) and any(1.7 < t < 2.3 for t in times), (times, c)
     block = 256
-    # Back within a block of the start. Of the chirps after the trim, one may come before the trim of
-    # an underflow of this loaded machine's own: three of the last four are held to it.
-    bound = min(lags[:3]) + block + 0.002 * PULSE_RATE
-    assert sorted(lags[-4:])[2] <= bound, lags
+    # Back within a block of the start, and a block more for each time an underflow right after a trim
+    # raised the level trims stop at, plus 4 ms: trims go by the latency the server reports, whose
+    # floor the chirps' lag can sit a few ms above. Of the chirps after the trim, one may come before
+    # the trim of an underflow of this loaded machine's own: three of the last four are held to it.
+    events = stream.pop_events()
+    raises = sum("underflow after a trim" in e for e in events)
+    assert raises <= native.MAX_RAISES, events
+    bound = min(lags[:3]) + (1 + raises) * block + 0.004 * PULSE_RATE
+    assert sorted(lags[-4:])[2] <= bound, (lags, events)
 
 
 def test_a_vanishing_virtual_mic_stops_the_stream_and_never_falls_back(pulse):
