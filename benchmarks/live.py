@@ -45,6 +45,9 @@ import numpy as np
 from deepiso.realtime.demo import load_clip
 from deepiso.testing.pulse_server import BUS_MAP, PULSE_RATE, PrivatePulseServer
 
+from .stalls import StallProbe
+from .stalls import summary as stall_summary
+
 RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
 RATE = PULSE_RATE
 #: The devices both servers get: the 4-channel bus of the tests, plus the call app's microphone on
@@ -311,6 +314,8 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
     rec = _bus_recorder(server, rec_path)
     player = _loop_player(server, seconds + 10)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    probe = StallProbe()
+    probe.start()
     mode = ("--mix", "mixture") if model != "none" else ("--samplerate", str(RATE))
     proc = _live(server, "--output", "iso_out", "--model", model, *mode, "--duration", str(seconds), stats=stats)
     started, lines = _wait_started(proc)
@@ -325,6 +330,7 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
     wall = time.monotonic() - t0
     cpu = (_proc_cpu(proc.pid) if proc.poll() is None else None) or cpu0
     drain.join(2)
+    stalls = probe.stop()
     for p in (chrome, hog, player, rec):
         if p is not None:
             p.terminate()
@@ -345,6 +351,9 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
         "algorithmic_ms": s.get("algorithmic_latency_ms"), "clipped_samples": s.get("clipped_samples"),
         "delay": _stats(d), "delay_per_minute_median_ms": _per_minute(d), "events": s.get("events", [])[:20],
         "process_cpu_s": cpu, "wall_s": round(wall, 1),
+        # the machine's own stalls, and the underflows that came with one
+        "platform_stalls": stall_summary(stalls, s.get("started_monotonic_s"), s.get("underflow_times_s"),
+                                         wall, probe.realtime),
     }
     if chrome is not None:
         out["browser"] = {"capturing": any("DEEPISO capturing" in ln for ln in chrome_lines),

@@ -159,6 +159,7 @@ def _summary(stream: Any) -> dict[str, Any]:
         c = stream.counters
         out.update(audio_thread_cpu=round(stream.thread_cpu, 4), compute_cpu=round(stream.compute_cpu, 4),
                    underflows=c.underflows, underflow_times_s=stream.underflow_times, trims=c.trims,
+                   started_monotonic_s=round(stream.started_monotonic, 4),
                    dropped_input_frames=c.dropped_input_frames,
                    dropped_output_frames=c.dropped_output_frames, reconnects=c.reconnects, holes=c.holes,
                    wakeups_per_s=round(c.wakeups / c.wall_s, 1) if c.wall_s else 0.0,

@@ -195,6 +195,10 @@ SETTLE_WINDOWS = 4
 #: MAX_RAISES times): the trimmed level could not be held.
 TRIM_UNDERFLOW_S = 2.0
 MAX_RAISES = 2
+#: A raise is taken back, one block at a time, after this long without an underflow: most underflows
+#: on a busy or virtual machine come from stalls of the machine itself (benchmarks/stalls.py), which a
+#: higher level does not prevent, and a raise kept for good left the rest of a soak 5.8-11.6 ms later.
+RAISE_HOLD_S = 60.0
 #: No input for this long: the server is announced as not answering (the stream keeps waiting).
 QUIET_S = 0.5
 #: No input for this long, or a lost connection not back within it: the stream ends with an error.
@@ -494,12 +498,15 @@ class PulseDuplex:
         self.latency_spec = latency
         self.output_s = output_buffer_s(latency, block, rate)  # on PulseAudio; set again once connected
         self.backlog_frames = block + round(BACKLOG_S * rate)
+        self.raise_hold_s = RAISE_HOLD_S
         self.on_start = on_start
         self.counters = PulseCounters()
         self._underflow_at = -math.inf  # when the playback buffer last ran empty (time.monotonic)
         self._started_at = time.monotonic()  # set again when the audio thread starts
         #: when the playback buffer ran empty, seconds into the stream (the first 64)
         self.underflow_times: list[float] = []
+        #: when the audio thread started moving audio, on the system-wide monotonic clock (``time.monotonic``)
+        self.started_monotonic = self._started_at
         self.events: collections.deque[str] = collections.deque(maxlen=256)
         self.error: str | None = None
         self.blocks = 0
@@ -576,7 +583,7 @@ class PulseDuplex:
             self.on_start()
         self._ready.set()
         t_cpu0, t_wall0 = time.thread_time(), time.monotonic()
-        self._started_at = t_wall0
+        self._started_at = self.started_monotonic = t_wall0
         try:
             while not self._halt.is_set():
                 try:
@@ -658,7 +665,8 @@ class PulseDuplex:
         baseline: float | None = None  # the server's share of the delay once settled, seconds
         block_s = block / self.rate
         trim_above = block_s + TRIM_SLACK_S
-        trimmed_at, raises = -math.inf, 0  # the last trim; times the baseline was raised
+        trimmed_at, raises = -math.inf, 0  # the last trim; blocks the baseline is raised by now
+        raised_at = -math.inf  # the last raise, or the last step back down
         skip = 0  # output blocks still to leave out
         overfull = self.output_s + OVERFULL_EXTRA_S
         dropping = False  # within one resync: consecutive drops are one episode
@@ -752,9 +760,18 @@ class PulseDuplex:
                         # the level the last trim left could not be held: stop a block higher
                         baseline += block_s
                         raises += 1
-                        trimmed_at = -math.inf
+                        trimmed_at, raised_at = -math.inf, now
                         self.events.append(f"underflow after a trim: trims now stop {1000 * raises * block_s:.1f} "
                                            f"ms higher")
+                    elif raises and now - max(raised_at, underflow_at) > self.raise_hold_s:
+                        # quiet since: back down a block (the next window trims to it)
+                        baseline -= block_s
+                        raises -= 1
+                        raised_at = now
+                        self.events.append(f"no underflow for {self.raise_hold_s:.0f} s: trims stop "
+                                           f"{1000 * raises * block_s:.1f} ms higher" if raises else
+                                           f"no underflow for {self.raise_hold_s:.0f} s: trims stop at the "
+                                           f"settled delay again")
                     elif window_min > baseline + trim_above:
                         # whole blocks above the baseline: never below it
                         skip = int((window_min - baseline) / block_s)

@@ -559,6 +559,11 @@ class PulseStream(LiveStream):
         return list(self._duplex.underflow_times)
 
     @property
+    def started_monotonic(self) -> float:
+        """When the stream started, on the system-wide monotonic clock: other processes' times line up with it."""
+        return self._duplex.started_monotonic
+
+    @property
     def output_s(self) -> float:
         """The output buffer (``tlength``) asked of the server for ``latency``, seconds."""
         return self._duplex.output_s

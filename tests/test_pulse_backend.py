@@ -291,6 +291,8 @@ def test_live_stops_cleanly_on_sigterm_and_writes_its_stats(pulse, tmp_path):
     assert "stopped (SIGTERM)" in err and "ALSA" not in err
     summary = json.loads(stats.read_text())
     assert summary["stopped_by"] == "SIGTERM" and summary["blocks"] > 50 and summary["error"] is None
+    # the stream's start on the machine's monotonic clock, which other processes' times line up with
+    assert t0 < summary["started_monotonic_s"] < sent, (t0, summary["started_monotonic_s"], sent)
     buffer = summary["output_buffer_ms"]  # --latency 20 (ms) reached the server, which kept a share for itself
     assert buffer["asked"] == 20.0 and 0 < buffer["granted"] <= 20.0, buffer
 
@@ -332,3 +334,27 @@ def test_library_output_is_counted_not_shown(capfd):
         libc.write(2, b"shown\n", 6)
         time.sleep(0.2)
     assert "shown" in capfd.readouterr().err and shown.lines == 1
+
+
+def test_a_raised_trim_level_comes_back_down_once_quiet(pulse):
+    # Three 40 ms stalls 0.4 s apart: an underflow, a refill and a trim, then an underflow right after
+    # the trim, which raises the level trims stop at. After raise_hold_s without an underflow (1 s
+    # here, a minute live) the raise is taken back and the next window trims down to it: the delay
+    # ends where it started, not a block or two above it for the rest of the run.
+    for _ in range(3):  # a run whose stalls happened not to follow a trim raises nothing: retried
+        staller = Staller({330, 400, 470}, 0.04)
+        stream = _stream([staller], PULSE_RATE)
+        stream._duplex.raise_hold_s = 1.0
+        staller.n = 0
+        x = chirp_signal(7.0, (0.25, 0.71, 1.1, 1.9, 2.6, 3.3, 4.1, 4.6, 5.3, 5.9, 6.5))
+        lags = chirp_lags(pulse.record_through(stream, x, lead=0.3, tail=0.4))
+        events = stream.pop_events()
+        if any("underflow after a trim" in e for e in events):
+            break
+    raised = [i for i, e in enumerate(events) if "underflow after a trim" in e]
+    back = [i for i, e in enumerate(events) if "no underflow for 1 s: trims stop at the settled delay again" in e]
+    assert raised and back and back[-1] > raised[-1], events
+    assert len(lags) >= 10, lags
+    # the last chirps within a block of the first ones (plus the 4 ms of the trims' reading, as above)
+    bound = min(lags[:3]) + 256 + 0.004 * PULSE_RATE
+    assert sorted(lags[-3:])[1] <= bound, (lags, events)
