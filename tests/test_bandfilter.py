@@ -109,6 +109,11 @@ def test_config_round_trips_and_old_configs_read_as_before():
         ModelConfig.from_dict({**data, "format_version": 99})
     with pytest.raises(ModelConfigError, match="hidden"):
         BandFilterConfig(hidden=0)
+    # format 1 (before the gated filter) reads as the added filter it was trained with
+    old = {k: v for k, v in data.items() if k != "deep_filter"} | {"format_version": 1}
+    assert cfg.deep_filter == "gated" and ModelConfig.from_dict(old) == cfg.replace(deep_filter="added")
+    with pytest.raises(ModelConfigError, match="deep_filter must be one of added, gated, got 'both'"):
+        BandFilterConfig(deep_filter="both")
     with pytest.raises(ModelConfigError, match="outputs the vocal spectrum"):
         build_model(FrameSpec.from_dict({**spec.to_dict(), "output": "ratio_mask"}), cfg)
 
@@ -200,6 +205,18 @@ def test_trains_through_the_loop_and_its_checkpoint_round_trips(tmp_path):
     assert exported.card["model_config"] == net.cfg.to_dict() and exported.card["state"]["cell"] == "gru"
     state, _ = initial_weights(str(exported.step_path), net.spec, net.cfg, verbose=False)
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    # a network whose filter is added (phases 1 and 2) starts a gated one with the same weights; the other
+    # way round, and any other difference, is refused
+    assert net.cfg.deep_filter == "gated"
+    added = BandFilterNet(net.spec, net.cfg.replace(deep_filter="added"))
+    added.load_state_dict(net.state_dict())
+    save_checkpoint(tmp_path / "added.pt", added)
+    state, _ = initial_weights(str(tmp_path / "added.pt"), net.spec, net.cfg, verbose=False)
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(ConfigError, match="'bandfilter' network other than"):
+        initial_weights(str(tmp_path / "run" / "best.pt"), added.spec, added.cfg, verbose=False)
+    with pytest.raises(ConfigError, match="'bandfilter' network other than"):
+        initial_weights(str(tmp_path / "added.pt"), net.spec, net.cfg.replace(hidden=8), verbose=False)
     # an IsolatorNet configuration does not start from it, and the architecture key is checked
     with pytest.raises(ConfigError, match="'bandfilter' network other than"):
         initial_weights(str(tmp_path / "run" / "best.pt"), *get_config("tiny-test"), verbose=False)
@@ -235,3 +252,29 @@ def test_mac_hooks_count_the_recurrent_and_linear_layers(name):
     recurrent = gates * ((first + h) * h + (cfg.layers - 1) * 2 * h * h)
     linear = sum(m.in_features * m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear))
     assert layer_macs(net, x) == 3 * (recurrent + linear)
+
+
+def test_a_gated_filter_cannot_open_a_band_the_gains_close():
+    # The same weights, the filter added and gated: where the gains are 0 the gated output is 0 in
+    # every bin, the added one keeps the filter's output on the low bins; where they are 1 both agree.
+    torch.manual_seed(0)
+    spec, cfg = get_config("bandfilter-tiny-test")
+    gated = BandFilterNet(spec, cfg)
+    added = BandFilterNet(spec, cfg.replace(deep_filter="added"))
+    torch.nn.init.normal_(gated.df_head.weight, std=0.5)
+    added.load_state_dict(gated.state_dict())
+    x = torch.randn(2, 7, spec.input_size)
+    d, n = cfg.df_bins, spec.n_bins
+    for bias, closed in ((-60.0, True), (60.0, False)):  # every gain ~0, then every gain ~1
+        for net in (gated, added):
+            torch.nn.init.constant_(net.gain_head.bias, bias)
+            torch.nn.init.zeros_(net.gain_head.weight)
+        with torch.no_grad():
+            yg, _ = gated(x)
+            ya, _ = added(x)
+        low = torch.cat([ya[..., :d], ya[..., n : n + d]], dim=-1)
+        if closed:
+            assert float(yg.abs().max()) < 1e-12 and float(low.abs().max()) > 0.1
+        else:
+            torch.testing.assert_close(yg, ya)
+

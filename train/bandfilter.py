@@ -12,6 +12,7 @@ engine, the exporter and the training loop run it unchanged. Per frame::
                                                     │    spread to the bins by the bands' transpose
                                                     └─ Linear → tanh → complex filter of order K on D bins
     vocal spectrum = gain × centre frame, plus, on the D lowest bins, the filter over the K context frames
+                     (``deep_filter: "gated"``: the filter's output times the gain as well)
 
 The band matrices are fixed buffers computed from the configuration (:func:`erb_bands`), not parameters and
 not stored in checkpoints; a change to how they are computed is a new ``format_version``.
@@ -37,7 +38,10 @@ from deepiso.realtime.frame import FrameSpec
 from .model import Architecture, ModelConfigError, centre_features, deep_filtered, register_architecture
 
 #: Version of :meth:`BandFilterConfig.to_dict`'s layout and of the band matrices; readers refuse newer ones.
-FORMAT_VERSION = 1
+#: 2 added ``deep_filter`` (version 1 files read as ``"added"``).
+FORMAT_VERSION = 2
+#: How the deep filter's output joins the band gains' (:class:`BandFilterConfig`).
+DEEP_FILTER_MODES = ("added", "gated")
 
 State = tuple[Tensor, Tensor]
 
@@ -104,6 +108,10 @@ class BandFilterConfig:
     * ``encoder_width``: the per-frame input layer's width; ``hidden``, ``layers``: the GRU.
     * ``deep_filter_gain``: the filter's coefficients are ``tanh(gain * L(h))``; its output layer starts at
       zero, so a new network starts as band gains alone and learns the filter on top.
+    * ``deep_filter``: ``"added"``: the filter's output is added to the gained centre frame on the low bins;
+      ``"gated"``: it is multiplied by the same gains first, so where the gains close a band the filter
+      cannot put the band back. Added, the filter of phase 1 and 2 (docs/training-history.md) left
+      voice-free music 2-4 dB louder than the gains alone did, and at times louder than it went in.
     """
 
     architecture: ClassVar[str] = "bandfilter"
@@ -117,6 +125,7 @@ class BandFilterConfig:
     hidden: int = 192
     layers: int = 2
     deep_filter_gain: float = 1.0
+    deep_filter: str = "added"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -141,6 +150,9 @@ class BandFilterConfig:
             raise ModelConfigError(f"compression_power must be in (0, 1], got {self.compression_power}")
         if not float(self.deep_filter_gain) > 0.0:
             raise ModelConfigError(f"deep_filter_gain must be > 0, got {self.deep_filter_gain}")
+        if self.deep_filter not in DEEP_FILTER_MODES:
+            raise ModelConfigError(f"deep_filter must be one of {', '.join(DEEP_FILTER_MODES)}, got "
+                                   f"{self.deep_filter!r}")
 
     # ------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -250,7 +262,7 @@ class BandFilterNet(nn.Module):
         return self._filtered(mask, coef, x), (h, c)
 
     def _filtered(self, mask: Tensor, coef: Tensor, x: Tensor) -> Tensor:
-        return deep_filtered(self.spec, self.cfg.df_bins, mask, coef, x)
+        return deep_filtered(self.spec, self.cfg.df_bins, mask, coef, x, gated=self.cfg.deep_filter == "gated")
 
     # ------------------------------------------------------------- outputs
     def centre_features(self, x: Tensor) -> Tensor:
@@ -265,7 +277,7 @@ class BandFilterNet(nn.Module):
         """Multiply-adds per frame outside the weight layers: band pooling and spreading, the centre frame's
         gains and the deep filter (4 real multiply-adds per complex one)."""
         n, e, d, k = self.spec.n_bins, self.cfg.erb_bands, self.cfg.df_bins, self.spec.context
-        return 2 * n * e + 2 * n + 4 * k * d
+        return 2 * n * e + 2 * n + 4 * k * d + (2 * d if self.cfg.deep_filter == "gated" else 0)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -280,19 +292,20 @@ def build_bandfilter(spec: FrameSpec, cfg: BandFilterConfig) -> BandFilterNet:
 CONFIGS: dict[str, tuple[FrameSpec, BandFilterConfig]] = {
     # DeepFilterNet's frame: 48 kHz, 20 ms window, 10 ms hop (960 / 480 at 48 kHz, 50 Hz per bin); causal
     # (4 past frames: the deep filter's order is 5, no look-ahead); 32 ERB bands over the full band; the
-    # deep filter on the lowest 96 bins (0-4.75 kHz); a 2-layer GRU of 192: 0.68 M parameters.
+    # deep filter on the lowest 96 bins (0-4.75 kHz), gated by the band gains; a 2-layer GRU of 192: 0.68 M
+    # parameters.
     "bandfilter": (
         FrameSpec(sample_rate=48_000, n_fft=960, hop=480, window="hann", past_frames=4, future_frames=0,
                   output="spectrum"),
         BandFilterConfig(name="bandfilter", erb_bands=32, min_band_width=2, df_bins=96, compression_power=0.3,
-                         encoder_width=192, hidden=192, layers=2),
+                         encoder_width=192, hidden=192, layers=2, deep_filter="gated"),
     ),
     # A tiny one for tests: 16 kHz, n_fft 256, hop 64, one look-ahead frame.
     "bandfilter-tiny-test": (
         FrameSpec(sample_rate=16_000, n_fft=256, hop=64, window="hann", past_frames=2, future_frames=1,
                   output="spectrum"),
         BandFilterConfig(name="bandfilter-tiny-test", erb_bands=8, df_bins=12, encoder_width=16, hidden=16,
-                         layers=2),
+                         layers=2, deep_filter="gated"),
     ),
 }
 

@@ -457,7 +457,8 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
             raise ConfigError(f"optim.init_from: {exc}") from None
     if not isinstance(net, IsolatorNet) or not isinstance(mcfg, ModelConfig):
         # reframing, widening and adding a filter or an input are IsolatorNet's: another architecture
-        # starts only from the same network
+        # starts only from the same network, or from the same weights with its filter gated (bandfilter)
+        net = _regated(net, mcfg, source, verbose)
         if net.spec.to_dict() != spec.to_dict() or net.cfg.to_dict() != mcfg.to_dict():
             raise ConfigError(f"optim.init_from: {source} is a {architecture_of(net.cfg)!r} network other than "
                               f"this configuration's {architecture_of(mcfg)!r} one")
@@ -521,6 +522,24 @@ def initial_weights(source: str, spec: FrameSpec, mcfg: ModelConfig,
         raise ConfigError(f"optim.init_from: {source} is another network than this configuration's "
                           f"(differs in {', '.join(diff) or 'its layout'})")
     return {k: v.detach().clone() for k, v in net.state_dict().items()}, trained
+
+
+def _regated(net: torch.nn.Module, mcfg: Any, source: str, verbose: bool) -> torch.nn.Module:
+    """A bandfilter network whose deep filter is added, as one whose filter is gated (the same weights)
+    when ``mcfg`` differs from its configuration in that alone; ``net`` itself otherwise (a gated filter
+    is not made an added one: nothing trains that way any more)."""
+    from .bandfilter import BandFilterConfig, BandFilterNet
+
+    if not isinstance(mcfg, BandFilterConfig) or not isinstance(net, BandFilterNet):
+        return net
+    if (net.cfg.deep_filter, mcfg.deep_filter) != ("added", "gated") or net.cfg.replace(deep_filter="gated") != mcfg:
+        return net
+    moved = BandFilterNet(net.spec, mcfg)
+    moved.load_state_dict(net.state_dict())
+    if verbose:
+        print(f"{source}: its deep filter {net.cfg.deep_filter} -> {mcfg.deep_filter} (the same weights; the "
+              f"output moves where the band gains are below 1)", file=sys.stderr)
+    return moved
 
 
 def same_draw(cfg: TrainConfig, trained: dict) -> bool:

@@ -370,10 +370,11 @@ def centre_features(spec: FrameSpec, x: Tensor) -> Tensor:
     return x[..., p * f : (p + 1) * f]
 
 
-def deep_filtered(spec: FrameSpec, d: int, mask: Tensor, coef: Tensor, x: Tensor) -> Tensor:
+def deep_filtered(spec: FrameSpec, d: int, mask: Tensor, coef: Tensor, x: Tensor, gated: bool = False) -> Tensor:
     """The vocal spectrum's real+imag ``(B, T, 2 * n_bins)``: ``mask`` ``(B, T, n_bins)`` on the centre
     frame, plus the complex filter ``coef`` ``(B, T, 2 * K * d)`` (real parts, then imaginary, each
-    ``(K, d)`` context-major) over the ``d`` lowest bins of the K context frames of ``x``."""
+    ``(K, d)`` context-major) over the ``d`` lowest bins of the K context frames of ``x``; ``gated``:
+    the filter's output times the mask too (a bin the mask closes stays closed)."""
     n, k = spec.n_bins, spec.context
     b, t, _ = x.shape
     frames = x.reshape(b, t, k, 2 * n)
@@ -383,6 +384,8 @@ def deep_filtered(spec: FrameSpec, d: int, mask: Tensor, coef: Tensor, x: Tensor
     wr, wi = coef[..., : k * d].reshape(b, t, k, d), coef[..., k * d :].reshape(b, t, k, d)
     dr = (wr * fr - wi * fi).sum(dim=2)
     di = (wr * fi + wi * fr).sum(dim=2)
+    if gated:
+        dr, di = dr * mask[..., :d], di * mask[..., :d]
     return torch.cat([cr[..., :d] + dr, cr[..., d:], ci[..., :d] + di, ci[..., d:]], dim=-1)
 
 
