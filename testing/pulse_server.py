@@ -291,9 +291,44 @@ def private_pulse(root: str | os.PathLike) -> Iterator[PrivatePulseServer]:
         yield server
     finally:
         server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        restore_environ(saved)
         refresh_portaudio()
+
+
+def restore_environ(saved: dict[str, str | None]) -> None:
+    """Put back the variables of ``os.environ`` that ``saved`` holds (``None``: it was not set)."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def check_for(stream, seconds: float, every: float = 0.05) -> None:
+    """Call ``stream.check()`` every ``every`` seconds for ``seconds``, as ``deepiso live`` does."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        stream.check()
+        time.sleep(every)
+
+
+def live_until_sigterm(server, args: list[str], settle: float = 2.0, timeout: float = 30.0):
+    """Run ``deepiso live ARGS`` with noise playing on ``iso_play`` of ``server``, send SIGTERM ``settle``
+    seconds after its stream runs; ``(returncode, seconds it took to stop, its stderr, when it was launched,
+    when the signal went)``, the times on the monotonic clock."""
+    import sys
+
+    launched = time.monotonic()
+    live = subprocess.Popen([sys.executable, "-m", "deepiso.realtime.cli", "live", *args],
+                            stderr=subprocess.PIPE, text=True, env=server._env())
+    noise = server.pacat_loop("iso_play", seconds=settle + 6, level=0.1)  # an input that delivers, as a mic
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and "Ctrl-C stops" not in (line := live.stderr.readline()):
+        assert line or live.poll() is None, "deepiso live ended before its stream ran"
+    time.sleep(settle)
+    sent = time.monotonic()
+    live.send_signal(signal.SIGTERM)
+    live.wait(5)
+    took = time.monotonic() - sent
+    noise.terminate()
+    return live.returncode, took, live.stderr.read(), launched, sent

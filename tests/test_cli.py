@@ -192,7 +192,10 @@ MEASURED = {"date": "2026-01-02", "servers": {
     "pulseaudio": {"soak": {"seconds": 600.0, "algorithmic_ms": 17.41496598639456,
                             "delay": {"median_ms": 32.98, "min_ms": 31.04, "max_ms": 34.85}}},
     "pipewire": {"soak": {"seconds": 600.0, "algorithmic_ms": 17.41496598639456,
-                          "delay": {"median_ms": 44.65, "min_ms": 44.65, "max_ms": 50.46}}}}}
+                          "delay": {"median_ms": 44.65, "min_ms": 44.65, "max_ms": 50.46}}},
+    # JACK runs the engine at the graph's 48 kHz: the isolator's resampling is in its algorithmic latency
+    "pipewire-jack": {"date": "2026-01-03", "soak": {"seconds": 600.0, "algorithmic_ms": 23.6458,
+                                                     "delay": {"median_ms": 28.98, "min_ms": 28.98, "max_ms": 29.0}}}}}
 
 
 def test_latency_of_the_default_model_as_live_runs_it(capsys, tmp_path):
@@ -216,6 +219,8 @@ def test_latency_of_the_default_model_as_live_runs_it(capsys, tmp_path):
     assert rows["measured: PulseAudio"][1:] == ("32.98", f"{measured} (2026-01-02): median of a 600 s run, "
                                                          "31.0..34.9 ms")
     assert rows["measured: PipeWire"][1] == "44.65"
+    assert rows["measured: PipeWire, jack"][1:] == ("28.98", f"{measured} (2026-01-03): median of a 600 s run, "
+                                                              "29.0..29.0 ms; algorithmic 23.65 ms at the graph's rate")
     # what the old output said stays: the frame spec and the latency at any block size
     assert f"frame spec: {spec.to_json()}" in out
     assert "768 samples = 17.41 ms (blocks of any size: 1023 samples = 23.20 ms)" in out
@@ -226,7 +231,9 @@ def test_latency_says_what_was_not_measured(capsys, tmp_path):
     assert code == 0
     assert _rows(out)["measured round trip"][1:] == ("-", "not measured; run python -m benchmarks.live")
     other = json.loads(json.dumps(MEASURED))
-    other["servers"]["pulseaudio"]["soak"]["algorithmic_ms"] = 11.61
+    for key in ("pulseaudio", "pipewire"):  # (a JACK entry is at the graph's rate: not this model's anyway)
+        other["servers"][key]["soak"]["algorithmic_ms"] = 11.61
+    del other["servers"]["pipewire-jack"]
     (tmp_path / "other.json").write_text(json.dumps(other))
     _, out, _ = _run(capsys, "latency", "--measured", str(tmp_path / "other.json"))
     assert "another model" in _rows(out)["measured round trip"][2]

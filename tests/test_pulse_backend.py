@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -26,7 +25,7 @@ from deepiso.realtime.plugins.basic import Gain, Mix
 from deepiso.realtime.plugins.isolator import Isolator
 from deepiso.realtime.streams import PulseStream, open_stream
 from deepiso.testing.chirps import chirp_lags, chirp_signal
-from deepiso.testing.pulse_server import private_pulse
+from deepiso.testing.pulse_server import check_for, live_until_sigterm, private_pulse
 
 CHIRP_TIMES = (0.25, 0.71, 1.38, 1.9)
 #: What the server adds beyond the input block and the output buffer (a resampler, a render quantum).
@@ -175,10 +174,7 @@ def test_a_stalled_server_comes_back_at_the_nominal_delay(pulse):
         os.kill(pulse.pid(), signal.SIGSTOP)
         time.sleep(2.0)
         os.kill(pulse.pid(), signal.SIGCONT)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 1.0:
-            stream.check()
-            time.sleep(0.05)
+        check_for(stream, 1.0)
         events = stream.pop_events()
         assert any("no audio from the server" in e for e in events), events
         blocks = stream.host.blocks
@@ -271,22 +267,11 @@ def test_nothing_compiles_once_a_stream_runs_voiced_audio(pulse):
 
 def test_live_stops_cleanly_on_sigterm_and_writes_its_stats(pulse, tmp_path):
     stats = tmp_path / "stats.json"
-    live = subprocess.Popen([sys.executable, "-m", "deepiso.realtime.cli", "live", "--input", "iso_in",
-                             "--output", "iso_out", "--model", "tiny-test", "--quiet", "--stats-json", str(stats),
-                             "--latency", "20", "--samplerate", "48000"],
-                            stderr=subprocess.PIPE, text=True)
-    noise = pulse.pacat_loop("iso_play", seconds=8, level=0.1)  # an input that delivers, as a microphone does
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 20 and "Ctrl-C stops" not in (line := live.stderr.readline()):
-        assert line or live.poll() is None, "deepiso live ended before its stream ran"
-    time.sleep(3.0)  # a fresh private server can take a second or two before its null sinks deliver
-    sent = time.monotonic()
-    live.send_signal(signal.SIGTERM)
-    live.wait(5)
-    took = time.monotonic() - sent
-    noise.terminate()
-    err = live.stderr.read()
-    assert live.returncode == 0, err
+    # a fresh private server can take a second or two before its null sinks deliver
+    args = ["--input", "iso_in", "--output", "iso_out", "--model", "tiny-test", "--quiet", "--stats-json", str(stats),
+            "--latency", "20", "--samplerate", "48000"]
+    code, took, err, t0, sent = live_until_sigterm(pulse, args, settle=3.0)
+    assert code == 0, err
     assert took < 1.0
     assert "stopped (SIGTERM)" in err and "ALSA" not in err
     summary = json.loads(stats.read_text())

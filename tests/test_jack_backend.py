@@ -1,0 +1,156 @@
+"""The jack backend on a real (private) PipeWire server through its JACK API: delay, devices, faults."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+from conftest import PULSE_RATE
+
+from deepiso.realtime.devices import DeviceError
+from deepiso.realtime.host import Host
+from deepiso.realtime.plugins.basic import Gain, Mix
+from deepiso.realtime.plugins.isolator import Isolator
+from deepiso.realtime.streams import open_stream
+from deepiso.testing.chirps import chirp_lags, chirp_signal
+from deepiso.testing.pipewire_server import private_pipewire
+from deepiso.testing.pulse_server import check_for, live_until_sigterm
+
+CHIRP_TIMES = (0.25, 0.71, 1.1, 1.9)
+BLOCK = 256
+
+
+@pytest.fixture(scope="module")
+def pipewire(tmp_path_factory):
+    with private_pipewire(tmp_path_factory.mktemp("pipewire")) as server:
+        yield server
+
+
+def _stream(chain, block=BLOCK, inp="iso_in", out="iso_out", rate=PULSE_RATE):
+    host = Host(chain, rate, 1, block_size=block)
+    return open_stream(host, "jack", inp, out, rate, block)
+
+
+def test_the_round_trip_is_one_quantum(pipewire):
+    stream = _stream([Gain(0.0)])
+    assert stream.backend == "jack" and stream.blocksize == BLOCK and stream.samplerate == PULSE_RATE
+    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.3))
+    assert len(lags) == len(CHIRP_TIMES) and set(lags) == {BLOCK}, lags  # not a quantum more, as through pulse
+
+
+def test_the_isolator_runs_at_the_graphs_rate_at_its_latency_plus_a_quantum(pipewire):
+    iso = Isolator("tiny-test", channels=1)
+    assert iso.spec.sample_rate != PULSE_RATE  # resampled by the isolator
+    stream = _stream([iso, Mix.parse("mixture")])
+    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.5, tail=0.4))
+    expected = stream.host.latency_samples + BLOCK
+    assert len(lags) == len(CHIRP_TIMES) and all(abs(lag - expected) <= 2 for lag in lags), (lags, expected)
+    assert iso.model_faults == 0
+
+
+def test_devices_are_named_and_a_missing_one_refused(pipewire):
+    # looked up as the pulse backend does (PipeWire's pulse server answers), named as it names them
+    with pytest.raises(DeviceError, match="no input device matches 'nope'"):
+        _stream([Gain(0.0)], inp="nope")
+    with pytest.raises(DeviceError, match="no output device matches 'iso_in'"):  # a source takes no audio
+        _stream([Gain(0.0)], out="iso_in")
+    with pytest.raises(DeviceError, match="runs at 48000 Hz, not 44100 Hz"):
+        _stream([Gain(0.0)], rate=44_100)
+    with pytest.raises(DeviceError, match="by name"):
+        open_stream(Host([Gain(0.0)], PULSE_RATE, 1), "jack", 3, "iso_out", PULSE_RATE, BLOCK)
+
+
+def test_a_vanishing_output_stops_the_stream_and_nothing_goes_elsewhere(pipewire):
+    module = pipewire.pactl("load-module", "module-null-sink", "sink_name=vanishing", "rate=48000")
+    deadline = time.monotonic() + 5
+    while True:  # the new node's ports appear in the graph a moment after the module loads
+        try:
+            stream = _stream([Gain(0.0)], out="vanishing")
+            break
+        except DeviceError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    noise = pipewire.pacat_loop("iso_play", seconds=6, level=0.1)
+    stream.start()
+    try:
+        time.sleep(0.5)
+        stream.check()
+        assert stream.host.blocks > 10
+        pipewire.pactl("unload-module", module)
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match="output device 'vanishing' is gone; stopped"):
+            while time.monotonic() - t0 < 3:
+                stream.check()
+                time.sleep(0.02)
+        assert time.monotonic() - t0 < 1.0
+        connected = [c.name for p in stream._outs for c in stream.client.get_all_connections(p)]
+        assert connected == []  # JACK moved nothing to another device
+    finally:
+        stream.close()
+        noise.terminate()
+
+
+def test_a_stopped_server_is_waited_for_and_comes_back_at_the_same_delay(pipewire):
+    import os
+
+    stream = _stream([Gain(0.0)])
+    noise = pipewire.pacat_loop("iso_play", seconds=8, level=0.1)
+    stream.start()
+    try:
+        time.sleep(0.5)
+        os.kill(pipewire.pid(), signal.SIGSTOP)
+        check_for(stream, 1.5)  # waiting, not failed
+        os.kill(pipewire.pid(), signal.SIGCONT)
+        check_for(stream, 0.5)
+        events = stream.pop_events()
+        assert any("no cycle from the JACK server" in e for e in events), events
+        assert any("runs again" in e for e in events), events
+    finally:
+        stream.close()
+        noise.terminate()
+    stream = _stream([Gain(0.0)])
+    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.3))
+    assert lags and set(lags) == {BLOCK}, lags
+
+
+def test_live_on_jack_stops_on_sigterm_and_writes_its_stats(pipewire, tmp_path):
+    stats = tmp_path / "stats.json"
+    args = ["--backend", "jack", "--input", "iso_in", "--output", "iso_out", "--model", "tiny-test", "--quiet",
+            "--stats-json", str(stats)]
+    code, took, err, _, _ = live_until_sigterm(pipewire, args)
+    assert code == 0 and took < 1.0, err
+    summary = json.loads(stats.read_text())
+    assert summary["backend"] == "jack" and summary["sample_rate"] == PULSE_RATE  # the graph's rate, not the model's
+    assert summary["stopped_by"] == "SIGTERM" and summary["blocks"] > 100 and summary["error"] is None
+    assert np.isfinite(summary["algorithmic_latency_ms"])
+    # the server's thread that calls the engine, against the model's own compute
+    assert 0 < summary["compute_cpu"] <= summary["audio_thread_cpu"] < 1, summary
+    assert summary["process_faults"] == 0
+
+
+class _Staller(Gain):
+    """Sleeps in the server's thread at the given blocks: a late engine on demand."""
+
+    def __init__(self, blocks: set[int], seconds: float) -> None:
+        super().__init__(0.0)
+        self.blocks, self.seconds, self.n = blocks, seconds, 0
+
+    def process(self, inp, out) -> None:
+        self.n += 1
+        if self.n in self.blocks:
+            time.sleep(self.seconds)
+        super().process(inp, out)
+
+
+def test_a_late_cycle_is_counted_as_an_xrun_and_the_delay_stays(pipewire):
+    staller = _Staller({338}, 0.03)  # 30 ms late once, 1.8 s into the stream: between two chirps
+    stream = _stream([staller])
+    staller.n = 0
+    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.3))
+    # PipeWire's JACK API does not report it; the graph's frame time, which moved on, does
+    assert stream.xruns >= 1 and stream.missed_cycles >= 1, (stream.xruns, stream.missed_cycles)
+    assert len(lags) == len(CHIRP_TIMES) and set(lags) == {BLOCK}, lags
