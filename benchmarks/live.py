@@ -22,7 +22,7 @@ be read off the voice+music loop by cross-correlation.
 
 Writes ``benchmarks/results/live.json``. Takes about 2 × (soak + busy + 2 min).
 
-    python -m benchmarks.live [--servers pulseaudio,pipewire] [--soak-seconds 600] [--launches 20]
+    python -m benchmarks.live [--servers pulseaudio,pipewire,pipewire-jack] [--soak-seconds 600] [--launches 20]
 """
 
 from __future__ import annotations
@@ -43,27 +43,15 @@ from pathlib import Path
 import numpy as np
 
 from deepiso.realtime.demo import load_clip
-from deepiso.testing.pulse_server import BUS_MAP, PULSE_RATE, PrivatePulseServer
+from deepiso.testing.pipewire_server import PrivatePipeWire
+from deepiso.testing.pulse_server import PULSE_RATE, PrivatePulseServer
 
 from .stalls import StallProbe
 from .stalls import summary as stall_summary
 
 RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
 RATE = PULSE_RATE
-#: The devices both servers get: the 4-channel bus of the tests, plus the call app's microphone on
-#: the engine's output (aux2) and the fallback sink (the default: "the speakers").
-MODULES = [
-    ("module-null-sink", "sink_name=fallback", "sink_properties=device.description=fallback", "rate=48000"),
-    ("module-null-sink", "sink_name=bus", "channels=4", f"channel_map={BUS_MAP}", "rate=48000",
-     "sink_properties=device.description=bus"),
-    ("module-remap-sink", "sink_name=iso_play", "master=bus", "channels=2", "master_channel_map=aux0,aux1",
-     "channel_map=front-left,front-right", "remix=no", "sink_properties=device.description=iso_play"),
-    ("module-remap-sink", "sink_name=iso_out", "master=bus", "channels=2", "master_channel_map=aux2,aux3",
-     "channel_map=front-left,front-right", "remix=no", "sink_properties=device.description=iso_out"),
-    ("module-remap-source", "source_name=iso_in", "master=bus.monitor", "channels=2",
-     "master_channel_map=aux0,aux1", "channel_map=front-left,front-right", "remix=no",
-     "source_properties=device.description=iso_in"),
-]
+#: The call app's microphone on the engine's output (aux2), on both servers beside the tests' devices.
 CALL_MIC = ("module-remap-source", "source_name=call_mic", "master=bus.monitor", "channels=1",
             "master_channel_map=aux2", "channel_map=mono", "remix=no",
             "source_properties=device.description=deepiso-call")
@@ -119,45 +107,19 @@ class PipeWire(PulseAudio):
     name = "pipewire"
 
     def __init__(self, root: Path) -> None:
+        self.server = PrivatePipeWire(root)
+        self.env = self.server._env()
         self.root = root
-        run = root / "run"
-        run.mkdir(parents=True, exist_ok=True)
-        os.chmod(run, 0o700)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
-        self.env.update(XDG_RUNTIME_DIR=str(run), DBUS_SESSION_BUS_ADDRESS=f"unix:path={run}/bus",
-                        PULSE_SERVER=f"unix:{run}/pulse/native")
-        self.procs: list[subprocess.Popen] = []
 
-    def start(self) -> None:
-        log = open(self.root / "pipewire.log", "w")  # noqa: SIM115 - lives as long as the server
-        run = self.env["XDG_RUNTIME_DIR"]
-        for cmd, wait in ((["dbus-daemon", "--session", f"--address=unix:path={run}/bus", "--nofork",
-                            "--nopidfile"], 0.3), (["pipewire"], 1.0), (["wireplumber"], 1.0),
-                          (["pipewire-pulse"], 1.0)):
-            self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log))
-            time.sleep(wait)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"pipewire-pulse did not start; see {self.root / 'pipewire.log'}")
-        for module in (*MODULES, CALL_MIC):
-            self.pactl("load-module", *module)
-        self.pactl("set-default-sink", "fallback")
-        time.sleep(0.5)
 
-    def pid(self) -> int | None:
-        return self.procs[1].pid if len(self.procs) > 1 else None  # the graph itself: pipewire
+class PipeWireJack(PipeWire):
+    """The same PipeWire server, the engine on its JACK API (``--backend jack``) instead of its pulse server."""
 
-    def stop(self) -> None:
-        for p in reversed(self.procs):
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    name = "pipewire-jack"
+    backend = "jack"
+
+
+SERVERS = {"pulseaudio": PulseAudio, "pipewire": PipeWire, "pipewire-jack": PipeWireJack}
 
 
 # ----------------------------------------------------------------------------
@@ -165,8 +127,9 @@ class PipeWire(PulseAudio):
 
 
 def _live(server, *args: str, stats: Path) -> subprocess.Popen:
+    backend = getattr(server, "backend", None)
     cmd = [sys.executable, "-m", "deepiso.realtime.cli", "live", "--input", "iso_in", "--quiet",
-           "--stats-json", str(stats), *args]
+           "--stats-json", str(stats), *(("--backend", backend) if backend else ()), *args]
     return subprocess.Popen(cmd, env=server.env, stderr=subprocess.PIPE, text=True)
 
 
@@ -486,7 +449,7 @@ def faults(server, tmp: Path) -> dict:
 def run_server(kind: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"deepiso-live-{kind}-", ignore_cleanup_errors=True) as tmp_s:
         tmp = Path(tmp_s)
-        server = (PulseAudio if kind == "pulseaudio" else PipeWire)(tmp / "server")
+        server = SERVERS[kind](tmp / "server")
         server.start()
         try:
             info = server.pactl("info")
@@ -516,7 +479,7 @@ def run_server(kind: str, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--servers", default="pulseaudio,pipewire")
+    p.add_argument("--servers", default="pulseaudio,pipewire,pipewire-jack")
     p.add_argument("--launches", type=int, default=20)
     p.add_argument("--soak-seconds", type=float, default=600.0)
     p.add_argument("--busy-seconds", type=float, default=60.0)
@@ -527,8 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     for s in servers:
-        if s not in ("pulseaudio", "pipewire"):
-            p.error(f"unknown server {s!r} (pulseaudio, pipewire)")
+        if s not in SERVERS:
+            p.error(f"unknown server {s!r} ({', '.join(SERVERS)})")
     if min(args.launches, args.soak_seconds, args.busy_seconds, args.floor_seconds) < 0:
         p.error("counts and durations must be >= 0")
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -536,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                "command": "python -m benchmarks.live " + " ".join(argv if argv is not None else sys.argv[1:]),
                "date": time.strftime("%Y-%m-%d"), "servers": {}}
     previous = json.loads(args.output.read_text()) if args.output.exists() else {}
-    for s in servers:
-        results["servers"][s] = run_server(s, args)
+    for s in servers:  # each server's entry says what made it: a later run may replace some of them only
+        results["servers"][s] = {**run_server(s, args), "command": results["command"], "date": results["date"]}
     for s, r in previous.get("servers", {}).items():
         results["servers"].setdefault(s, r)
     args.output.parent.mkdir(parents=True, exist_ok=True)

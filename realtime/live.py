@@ -155,6 +155,9 @@ def _summary(stream: Any) -> dict[str, Any]:
         "realtime_audio_thread": getattr(stream, "realtime_priority", None),
         "realtime_helper_threads": getattr(stream, "helper_threads_raised", 0),
     }
+    if stream.backend == "jack":
+        out.update(audio_thread_cpu=round(stream.thread_cpu, 4), compute_cpu=round(stream.compute_cpu, 4),
+                   process_faults=stream.faults, missed_cycles=stream.missed_cycles)
     if stream.backend == "pulse":
         c = stream.counters
         out.update(audio_thread_cpu=round(stream.thread_cpu, 4), compute_cpu=round(stream.compute_cpu, 4),
@@ -206,11 +209,18 @@ def cmd_live(args: argparse.Namespace) -> int:
         chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate,
                                                            args.floor, args.synthesis_length)
         rate = args.samplerate or (isolator.spec.sample_rate if isolator is not None else 48_000)
+        if args.backend == "jack" and not args.samplerate:  # JACK runs every client at the graph's rate
+            from .jack_stream import graph_rate
+
+            rate = graph_rate()
         host = Host(chain, rate, args.channels, max_block=max(args.blocksize or 0, 8192), block_size=args.blocksize,
                     output_limit=FULL_SCALE if args.backend != "file" else DEFAULT_LIMIT)
     except PluginError as exc:
         _err("live", str(exc))
         return 2
+    except DeviceError as exc:
+        _err("live", str(exc))
+        return 1
 
     warmer = None
     if args.backend == "file":
@@ -229,7 +239,9 @@ def cmd_live(args: argparse.Namespace) -> int:
         try:
             if args.backend == "auto":
                 args.backend = pick_backend()
-            out_dev = resolve_device(args.output, "output", args.backend) if args.backend != "pulse" else None
+            # (PortAudio is not asked about devices the native clients open: it would load JACK2's libjack)
+            native = args.backend in ("pulse", "jack")
+            out_dev = resolve_device(args.output, "output", args.backend) if not native else None
             # PortAudio's ALSA path does not ask a null sink for low latency; the pulse backend does.
             if out_dev is not None and needs_warmup(out_dev.pulse):
                 warmer = RouteWarmer(out_dev.pulse.name)  # type: ignore[union-attr]
@@ -495,7 +507,7 @@ def _isolator(model: str, channels: int, floor_db: float | None, synthesis_lengt
 
 def add_parsers(sub: Any) -> None:
     """Add the live sub-commands to the ``deepiso`` parser's sub-parsers."""
-    backends = ("auto", "pulse", "sounddevice", "pyaudio")
+    backends = ("auto", "pulse", "jack", "sounddevice", "pyaudio")
     p = sub.add_parser("devices", help="list audio inputs and outputs",
                        epilog="examples:\n"
                               "  deepiso devices                     # PortAudio devices and PulseAudio sinks/sources\n"
@@ -532,7 +544,8 @@ def add_parsers(sub: Any) -> None:
                         "The pulse backend holds its delay by itself")
     p.add_argument("--backend", choices=(*backends, "file"), default="auto",
                    help="auto: pulse, the native PulseAudio/PipeWire client, where a server runs, "
-                        "else sounddevice; pyaudio; file (--input/--output are files)")
+                        "else sounddevice; jack: PipeWire's JACK API (pipewire-jack) or a JACK server, "
+                        "at the graph's rate; pyaudio; file (--input/--output are files)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show what the audio libraries print (otherwise counted in the status line)")
     p.add_argument("--samplerate", type=int, default=None, help="device rate (default: the model's rate)")

@@ -23,9 +23,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from . import jack_stream as js
 from .devices import (
     DeviceError,
     Endpoint,
@@ -44,7 +46,7 @@ from .priority import raise_helper_threads, raise_thread_priority
 
 BACKENDS = ("pulse", "sounddevice", "pyaudio", "file")
 #: What ``backend="auto"`` picks: the native client wherever a PulseAudio or PipeWire server answers.
-LIVE_BACKENDS = ("auto", "pulse", "sounddevice", "pyaudio")
+LIVE_BACKENDS = ("auto", "pulse", "jack", "sounddevice", "pyaudio")
 LATENCIES = ("low", "high")
 
 #: A stream that has not called back for this long (seconds, beyond its own
@@ -625,6 +627,208 @@ class PulseStream(LiveStream):
         self._duplex.close()
 
 
+class JackStream(LiveStream):
+    """A JACK client: PipeWire through its JACK API, or a JACK server (:mod:`deepiso.realtime.jack_stream`).
+
+    The server calls :meth:`_process` in its real-time thread once a cycle, one block in and one out, at
+    the graph's rate; nothing is queued in between. Devices as :func:`~deepiso.realtime.jack_stream.jack_names`
+    finds them; a device that goes away ends the stream with :class:`DeviceError`.
+    """
+
+    backend = "jack"
+
+    def __init__(self, host: Host, inp: Endpoint | str | None, out: Endpoint | str | None, samplerate: int,
+                 blocksize: int | None, channels: int, latency: str | float = "low") -> None:
+        self.inp_name = inp.name if isinstance(inp, Endpoint) else inp
+        self.out_name = out.name if isinstance(out, Endpoint) else out
+        self.client = js._client("deepiso", blocksize)
+        rate, block = int(self.client.samplerate), int(self.client.blocksize)
+        if rate != samplerate:
+            self.client.close()
+            raise DeviceError(f"the JACK graph runs at {rate} Hz, not {samplerate} Hz (--samplerate {rate})")
+        super().__init__(host, rate, block, channels)
+        try:
+            names = js.jack_names(self.inp_name, "input"), js.jack_names(self.out_name, "output")
+            deadline = time.monotonic() + js.PORTS_WAIT_S
+            while True:  # a device the server has just made shows its ports in the graph a moment later
+                try:
+                    self.sources = js.device_ports(self.client, names[0], "input", self.inp_name)
+                    self.sinks = js.device_ports(self.client, names[1], "output", self.out_name)
+                    break
+                except DeviceError:
+                    if names == (None, None) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        except DeviceError:
+            self.client.close()
+            raise
+        self._ins = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
+        self._outs = [self.client.outports.register(f"out_{j + 1}") for j in range(len(self.sinks))]
+        self._cap = max(block, 8192)
+        self._inbuf = np.zeros((self._cap, channels), np.float32)
+        self._outbuf = np.zeros((self._cap, channels), np.float32)
+        self.xruns = self.faults = 0
+        self._xruns_synced = 0
+        self._frame_time: int | None = None
+        self.missed_cycles = 0
+        self._thread_cpu_at: float | None = None
+        self._thread_cpu_s = self._compute_s = 0.0
+        self._events: list[str] = []
+        self._waiting = False
+        self.realtime_priority: bool | None = None
+        self._sink_names = {p.name for p in self.sinks} | {p.name for p in self.sources}
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.set_shutdown_callback(self._shutdown)
+        self.client.set_port_registration_callback(self._port_change, only_available=False)
+        # the cycle: through PipeWire's JACK API the round trip is one quantum (tests/test_jack_backend.py)
+        self.device_latency = (block / rate, 0.0)
+        self._running = self._busy = False
+
+    # ------------------------------------------------------------ the server's real-time thread
+    def _process(self, frames: int) -> None:
+        if not self._running:  # stopping: nothing more reaches the chain (its models may be closing)
+            for port in self._outs:
+                port.get_array().fill(0.0)
+            return
+        self._busy = True
+        try:
+            self._cycle(frames)
+        finally:
+            self._busy = False
+
+    def _cycle(self, frames: int) -> None:
+        # A cycle this client missed (it was still busy with the last one, or its core stalled) is an xrun:
+        # the graph's frame time moved on by more than one block. (PipeWire's JACK API does not call the
+        # xrun callback for it: a 30 ms late cycle went unreported.)
+        frame_time = self.client.last_frame_time
+        if self._frame_time is not None and frame_time - self._frame_time > frames:
+            self.missed_cycles += (frame_time - self._frame_time) // frames - 1
+            self.xruns += 1
+        self._frame_time = frame_time
+        t_cpu = time.thread_time()
+        if self._thread_cpu_at is not None:  # the server's thread: its CPU from one cycle to the next
+            self._thread_cpu_s += t_cpu - self._thread_cpu_at
+        self._thread_cpu_at = t_cpu
+        try:
+            if frames > self._cap:
+                raise ValueError(f"a cycle of {frames} frames")
+            inp, out = self._inbuf[:frames], self._outbuf[:frames]
+            for i, port in enumerate(self._ins):
+                inp[:, i] = port.get_array()
+            t0 = time.perf_counter()
+            self.host.process(inp, out)
+            self._compute_s += time.perf_counter() - t0
+            np.clip(out, -js.CEILING, js.CEILING, out=out)
+            n = out.shape[1]
+            for j, port in enumerate(self._outs):
+                port.get_array()[:] = out[:, j % n]
+        except Exception:  # noqa: BLE001 - the audio thread never dies: silence, counted
+            self.faults += 1
+            for port in self._outs:
+                port.get_array().fill(0.0)
+
+    def _xrun(self, delay: float) -> None:
+        self.xruns += 1
+
+    def _shutdown(self, status: Any, reason: str) -> None:
+        self.error = f"the JACK server shut the stream down: {reason}"
+
+    def _port_change(self, port: Any, register: bool) -> None:
+        if not register and port.name in self._sink_names and self._running:
+            kind = "output" if port.name in {p.name for p in self.sinks} else "input"
+            name = self.out_name if kind == "output" else self.inp_name
+            self.error = f"{kind} device {name!r} is gone; stopped (no other device is used in its place)"
+
+    # ------------------------------------------------------------ control
+    @property
+    def active(self) -> bool:
+        return self._running and self.error is None
+
+    def start(self) -> None:
+        jack = js.load_jack()
+        try:
+            self.client.activate()
+            n = len(self.sources)
+            for i, port in enumerate(self._ins):
+                self.client.connect(self.sources[i % n], port)
+            for port, sink in zip(self._outs, self.sinks, strict=True):
+                self.client.connect(port, sink)
+        except jack.JackError as exc:
+            self.close()
+            raise DeviceError(f"cannot connect the JACK ports: {exc}") from None
+        self._running = True
+        self.realtime_priority = bool(self.client.realtime)
+        super().start()
+
+    @property
+    def thread_cpu(self) -> float:
+        """The CPU of the server's thread that calls this client, as a share of one core (cycle to cycle)."""
+        wall = time.monotonic() - self._started_at if self._started_at else 0.0
+        return self._thread_cpu_s / wall if wall > 0 else 0.0
+
+    @property
+    def compute_cpu(self) -> float:
+        """The share of one core spent in :meth:`Host.process` (the model and plugins)."""
+        wall = time.monotonic() - self._started_at if self._started_at else 0.0
+        return self._compute_s / wall if wall > 0 else 0.0
+
+    def pop_events(self) -> list[str]:
+        events, self._events = self._events, []
+        return events
+
+    def check(self) -> None:
+        """Raise :class:`DeviceError` when a device went away or the server is gone for good.
+
+        The server calls this client, not the other way round: a server that stalls (stopped, or a
+        machine too busy) only delays the next cycle, and the stream waits for it, saying so, for up to
+        :data:`GONE_S`. Nothing queues up meanwhile, so it comes back at its nominal delay.
+        """
+        if self.xruns > self._xruns_synced:
+            self.host.count_xrun(self.xruns - self._xruns_synced)
+            self._xruns_synced = self.xruns
+        if self.error:
+            raise DeviceError(self.error)
+        if self._started_at is None:
+            return
+        now = time.monotonic()
+        if self.host.blocks != self._last_blocks:
+            if self._waiting:
+                self._events.append("the JACK server runs again")
+                self._waiting = False
+            self._last_blocks, self._last_progress = self.host.blocks, now
+            return
+        quiet = now - self._last_progress
+        if quiet > js.QUIET_S and not self._waiting:
+            self._events.append(f"no cycle from the JACK server for {quiet:.1f} s; waiting")
+            self._waiting = True
+        if quiet > js.GONE_S:
+            self.error = f"no cycle from the JACK server for {quiet:.0f} s (stopped or gone)"
+            raise DeviceError(self.error)
+
+    def stop(self) -> None:
+        if self._running:
+            # PipeWire's JACK API stops a client by cancelling its thread (pthread_cancel), wherever it is:
+            # inside the model that ended the process ("terminate called without an active exception"),
+            # inside Python that left the interpreter lock held. The chain is left first.
+            self._running = False
+            deadline = time.monotonic() + js.STOP_WAIT_S
+            while self._busy and time.monotonic() < deadline:
+                time.sleep(0.001)
+            time.sleep(0.002 + 2 * self.blocksize / self.samplerate)  # a cycle or two of the early return
+            try:
+                self.client.deactivate()
+            except Exception:  # noqa: BLE001 - a server already gone
+                pass
+
+    def close(self) -> None:
+        self.stop()
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class ArrayStream(LiveStream):
     """Drives the host over an in-memory signal from a thread, like a device would.
 
@@ -707,7 +911,8 @@ def open_stream(host: Host, backend: str = "auto", input: str | int | None = Non
     """Open a duplex device stream that runs ``host`` (not started yet).
 
     ``backend``: ``"auto"`` (the native ``pulse`` client where a server runs, else
-    ``sounddevice``), ``"pulse"``, ``"sounddevice"`` or ``"pyaudio"``.
+    ``sounddevice``), ``"pulse"``, ``"jack"`` (PipeWire's JACK API, or a JACK server; the graph's
+    rate), ``"sounddevice"`` or ``"pyaudio"``.
 
     ``resync_after``: restart the stream after an xrun once that many seconds
     pass without another, which resets the round trip the xrun lengthened
@@ -727,6 +932,10 @@ def open_stream(host: Host, backend: str = "auto", input: str | int | None = Non
     if backend == "pulse":
         inp, out = resolve_pulse_device(input, "input"), resolve_pulse_device(output, "output")
         return PulseStream(host, inp, out, samplerate, blocksize, host.channels, latency)
+    if backend == "jack":
+        if isinstance(input, int) or isinstance(output, int):
+            raise DeviceError("the jack backend takes devices by name (the JACK client of their ports)")
+        return JackStream(host, input, output, samplerate, blocksize, host.channels, latency)
     if backend == "sounddevice":
         refresh_portaudio()  # devices appear (virtual mic) and servers start after import
     inp = resolve_device(input, "input", backend)

@@ -19,6 +19,7 @@ if [ "$MODE" = "dev" ]; then
   APT_PACKAGES+=(
     dpkg-dev fluidsynth fluid-soundfont-gm timgm6mb-soundfont   # corpus: packages, MIDI rendering
     espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k festvox-italp16k festvox-itapc16k  # voices
+    pipewire pipewire-pulse pipewire-jack wireplumber dbus      # the tests' private PipeWire server
   )
   EXTRAS="train,dev,pyaudio,plot,bench"
 elif [ "$MODE" != "engine" ]; then
