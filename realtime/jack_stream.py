@@ -17,6 +17,7 @@ a connection to another device: when a named device goes away the stream stops w
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import glob
 import os
 import threading
@@ -53,25 +54,25 @@ def pipewire_running() -> bool:
 def load_jack() -> Any:
     """The ``jack`` module (JACK-Client), bound to PipeWire's libjack where a PipeWire server runs.
 
-    Loading PipeWire's library first, by path and globally, makes JACK-Client's ``dlopen("libjack.so.0")``
-    return it (a library already loaded is found by its soname). Raises :class:`DeviceError` with what to
-    install when either is missing.
+    JACK-Client opens the library ``ctypes.util.find_library("jack")`` names; while it is imported that
+    name is PipeWire's library, by path. By path, not by soname: PortAudio links JACK2's ``libjack.so.0``,
+    and where it was loaded first the soname would find that one. Raises :class:`DeviceError` with what
+    to install when either is missing.
     """
     global _module
     with _lock:
         if _module is not None:
             return _module
-        if pipewire_running():
-            paths = sorted(p for pattern in PIPEWIRE_LIBJACK for p in glob.glob(pattern))
-            if paths:
-                try:
-                    ctypes.CDLL(paths[0], mode=ctypes.RTLD_GLOBAL)
-                except OSError as exc:
-                    raise DeviceError(f"cannot load PipeWire's libjack ({paths[0]}): {exc}") from None
+        paths = sorted(p for pattern in PIPEWIRE_LIBJACK for p in glob.glob(pattern)) if pipewire_running() else []
+        real = ctypes.util.find_library
+        if paths:
+            ctypes.util.find_library = lambda name: paths[0] if name == "jack" else real(name)
         try:
             import jack
         except (ImportError, OSError) as exc:
             raise DeviceError(f"{_INSTALL} ({exc})") from None
+        finally:
+            ctypes.util.find_library = real
         _module = jack
         return jack
 
