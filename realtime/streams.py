@@ -676,7 +676,7 @@ class JackStream(LiveStream):
         self._events: list[str] = []
         self._waiting = False
         self.realtime_priority: bool | None = None
-        self._sink_names = {p.name for p in self.sinks} | {p.name for p in self.sources}
+        self._device_port_names = {p.name for p in self.sinks} | {p.name for p in self.sources}
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.set_shutdown_callback(self._shutdown)
@@ -735,7 +735,7 @@ class JackStream(LiveStream):
         self.error = f"the JACK server shut the stream down: {reason}"
 
     def _port_change(self, port: Any, register: bool) -> None:
-        if not register and port.name in self._sink_names and self._running:
+        if not register and port.name in self._device_port_names and self._running:
             kind = "output" if port.name in {p.name for p in self.sinks} else "input"
             name = self.out_name if kind == "output" else self.inp_name
             self.error = f"{kind} device {name!r} is gone; stopped (no other device is used in its place)"
