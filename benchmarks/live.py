@@ -1,8 +1,11 @@
 """The live path as a user meets it: launches, a long run with a browser on the virtual mic, faults.
 
-Runs ``deepiso live`` (the default model, the default backend) as a user
-would, through a private audio server at 48 kHz with virtual devices, on
-PulseAudio and on PipeWire (its ``pipewire-pulse`` server):
+Runs ``deepiso live`` (the default model) as a user would, through a private
+audio server at 48 kHz with virtual devices: on PulseAudio (``pulseaudio``: the
+default backend takes the native pulse client there), on PipeWire through its
+JACK API (``pipewire-jack``: the default backend there, with ``pipewire-jack``
+installed) and on PipeWire through its pulse server (``pipewire``:
+``--backend pulse``):
 
 1. ``--launches`` consecutive launches, each stopped by Ctrl-C (SIGINT) or
    SIGTERM in turn: did the stream start, how long did stopping take;
@@ -46,7 +49,7 @@ from deepiso.realtime.demo import load_clip
 from deepiso.testing.pipewire_server import PrivatePipeWire
 from deepiso.testing.pulse_server import PULSE_RATE, PrivatePulseServer
 
-from .stalls import StallProbe
+from .stalls import GraphWitness, StallProbe, shared_xruns
 from .stalls import summary as stall_summary
 
 RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
@@ -105,6 +108,7 @@ class PipeWire(PulseAudio):
     """PipeWire, WirePlumber and pipewire-pulse in a private runtime folder, with a private session bus."""
 
     name = "pipewire"
+    backend = "pulse"  # through pipewire-pulse (auto takes the jack backend on PipeWire)
 
     def __init__(self, root: Path) -> None:
         self.server = PrivatePipeWire(root)
@@ -113,10 +117,11 @@ class PipeWire(PulseAudio):
 
 
 class PipeWireJack(PipeWire):
-    """The same PipeWire server, the engine on its JACK API (``--backend jack``) instead of its pulse server."""
+    """The same PipeWire server, the engine on its JACK API (what the default backend takes on PipeWire)."""
 
     name = "pipewire-jack"
-    backend = "jack"
+    backend = None
+    jack = True
 
 
 SERVERS = {"pulseaudio": PulseAudio, "pipewire": PipeWire, "pipewire-jack": PipeWireJack}
@@ -242,8 +247,8 @@ def launches(server, count: int, tmp: Path) -> dict:
         row["exit"] = proc.returncode
         if stats.exists():
             s = json.loads(stats.read_text())
-            row.update(blocks=s["blocks"], xruns=s["xruns"], resyncs=s["resyncs"], error=s["error"],
-                       stopped_by=s.get("stopped_by"))
+            row.update(backend=s.get("backend"), blocks=s["blocks"], xruns=s["xruns"], resyncs=s["resyncs"],
+                       error=s["error"], stopped_by=s.get("stopped_by"))
         row["ok"] = bool(started and row["exit"] == 0 and row.get("blocks", 0) > 100 and not row.get("error")
                          and row.get("stop_s", 9) < 1.0)
         if not row["ok"]:
@@ -279,6 +284,9 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     probe = StallProbe()
     probe.start()
+    witness = GraphWitness(server.env) if getattr(server, "jack", False) else None
+    if witness is not None:
+        witness.start()
     mode = ("--mix", "mixture") if model != "none" else ("--samplerate", str(RATE))
     proc = _live(server, "--output", "iso_out", "--model", model, *mode, "--duration", str(seconds), stats=stats)
     started, lines = _wait_started(proc)
@@ -294,6 +302,7 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
     cpu = (_proc_cpu(proc.pid) if proc.poll() is None else None) or cpu0
     drain.join(2)
     stalls = probe.stop()
+    graph = witness.stop() if witness is not None else None
     for p in (chrome, hog, player, rec):
         if p is not None:
             p.terminate()
@@ -303,9 +312,11 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
     rec_path.unlink(missing_ok=True)
     rms = [float(ln.split("DEEPISO rms ")[1].split('"')[0]) for ln in chrome_lines if "DEEPISO rms " in ln]
     out = {
-        "seconds": seconds, "busy_core": busy, "started": started, "exit": proc.returncode,
+        "seconds": seconds, "busy_core": busy, "backend": s.get("backend"), "started": started,
+        "exit": proc.returncode,
         "blocks": s.get("blocks"), "xruns": s.get("xruns"), "resyncs": s.get("resyncs"),
         "underflows": s.get("underflows"), "underflow_times_s": s.get("underflow_times_s"),
+        "missed_cycles": s.get("missed_cycles"), "xrun_times_s": s.get("xrun_times_s"),
         # the browser opens its microphone a few seconds in: the steady state is what follows
         "underflows_after_30_s": sum(t > 30 for t in s.get("underflow_times_s") or []),
         "dropped_input_frames": s.get("dropped_input_frames"),
@@ -315,9 +326,13 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
         "delay": _stats(d), "delay_per_minute_median_ms": _per_minute(d), "events": s.get("events", [])[:20],
         "process_cpu_s": cpu, "wall_s": round(wall, 1),
         # the machine's own stalls, and the underflows that came with one
-        "platform_stalls": stall_summary(stalls, s.get("started_monotonic_s"), s.get("underflow_times_s"),
-                                         wall, probe.realtime),
+        "platform_stalls": stall_summary(stalls, s.get("started_monotonic_s"),
+                                         s["xrun_times_s"] if "xrun_times_s" in s else s.get("underflow_times_s"),
+                                         wall, probe.realtime, "xruns" if "xrun_times_s" in s else "underflows"),
     }
+    if graph is not None and s.get("started_monotonic_s"):
+        # a cycle the whole graph missed (the machine stalled) against one the engine alone missed
+        out["graph_witness"] = shared_xruns(s.get("xrun_times_s") or [], s["started_monotonic_s"], graph)
     if chrome is not None:
         out["browser"] = {"capturing": any("DEEPISO capturing" in ln for ln in chrome_lines),
                           "seconds_reported": len(rms), "seconds_with_signal": sum(r > 1e-3 for r in rms),

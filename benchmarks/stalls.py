@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 #: SCHED_FIFO priority of the probes: above PipeWire's data loops (88), PulseAudio's threads and the
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 PRIORITY = 90
 #: A 1 ms sleep that took longer than this is a stall, seconds.
 STALL_S = 0.004
+#: An engine xrun this close to one of the graph witness's counts as the graph's (seconds).
+SHARED_S = 0.05
 #: An underflow this long after a stall ended (or while it lasted) is counted as the stall's: the server
 #: notices the empty buffer at its next wakeup and the engine hears of it a message later.
 AFTER_S = 0.1
@@ -105,10 +108,72 @@ class StallProbe:
             self.stop()
 
 
+_WITNESS = r"""
+import signal, sys, time
+from deepiso.realtime import jack_stream as js
+client = js._client("deepiso-witness", int(sys.argv[1]))
+state = {"prev": None}
+missed = []
+def process(frames):
+    ft = client.last_frame_time
+    if state["prev"] is not None and ft - state["prev"] > frames and len(missed) < 100000:
+        missed.append("%.4f %d" % (time.monotonic(), (ft - state["prev"]) // frames - 1))
+    state["prev"] = ft
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+client.set_process_callback(process)
+client.activate()
+print(1, flush=True)
+while not stop:
+    time.sleep(0.05)
+client.deactivate()
+client.close()
+print("\n".join(missed), flush=True)
+"""
+
+
+class GraphWitness:
+    """A JACK client that does nothing but note the cycles it missed, beside the engine in the same graph.
+
+    When the engine misses a cycle because it was late, the graph goes on and the witness misses nothing;
+    when the machine stalls, the graph's driver wakes late and every client misses the same cycles. The
+    engine's missed cycles that the witness shares are the machine's. ``env``: the server's environment.
+    """
+
+    def __init__(self, env: dict[str, str], block: int = 256) -> None:
+        self.env, self.block = env, block
+        self._proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-c", _WITNESS, str(self.block)], env=self.env,
+                                      stdout=subprocess.PIPE, text=True)
+        if self._proc.stdout.readline().strip() != "1":
+            raise RuntimeError(f"the witness did not start (exit {self._proc.wait(10)})")
+        self.started_at = time.monotonic()
+
+    def stop(self) -> list[tuple[float, int]]:
+        """``(monotonic time, cycles missed)`` for each jump of the graph's frame time, oldest first."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGTERM)
+        out, _ = self._proc.communicate(timeout=10)
+        self._proc = None
+        return [(float(at), int(n)) for at, n in (ln.split() for ln in out.split("\n") if ln.strip())]
+
+
+def shared_xruns(engine_times_s: list[float], started: float, witness: list[tuple[float, int]]) -> dict:
+    """How often the witness missed cycles while the engine's stream ran (from ``started``, monotonic), and
+    how many of the engine's xruns (seconds into its stream) it missed too, within :data:`SHARED_S`."""
+    ws = [at - started for at, _ in witness if at >= started]
+    return {"graph_xruns": len(ws), "graph_missed_cycles": sum(n for at, n in witness if at >= started),
+            "xruns_shared_with_graph": sum(any(abs(t - w) <= SHARED_S for w in ws) for t in engine_times_s)}
+
+
 def summary(stalls: list[Stall], started: float | None, underflow_times_s: list[float] | None,
-            seconds: float, realtime: bool = True) -> dict:
+            seconds: float, realtime: bool = True, what: str = "underflows") -> dict:
     """The stalls a run saw, and how many of its underflows came with one (``started``: the stream's start on
-    the monotonic clock, ``underflow_times_s``: seconds into the stream)."""
+    the monotonic clock, ``underflow_times_s``: seconds into the stream; ``what`` names them: underflows on
+    the pulse backend, xruns (missed cycles) on JACK)."""
     out: dict = {
         "probe": f"a SCHED_FIFO {PRIORITY} sleeper of 1 ms pinned to each core; a stall is a sleep over "
                  f"{1000 * STALL_S:.0f} ms",
@@ -122,5 +187,5 @@ def summary(stalls: list[Stall], started: float | None, underflow_times_s: list[
     rel = [(s.at - started, s.ms / 1000) for s in stalls]
     out["times_s"] = [[round(t, 2), round(1000 * d, 1)] for t, d in rel if t >= 0][:64]
     underflows = underflow_times_s or []
-    out["underflows_at_stalls"] = sum(any(t - 0.01 <= u <= t + d + AFTER_S for t, d in rel) for u in underflows)
+    out[f"{what}_at_stalls"] = sum(any(t - 0.01 <= u <= t + d + AFTER_S for t, d in rel) for u in underflows)
     return out

@@ -46,15 +46,20 @@ def _pactl(*args: str, timeout: float = 5.0) -> str:
     return proc.stdout
 
 
+def pulse_server_name() -> str | None:
+    """The name of the PulseAudio (or PipeWire-pulse) server that answers, or None when none does."""
+    if shutil.which("pactl") is None:
+        return None
+    try:
+        info = _pactl("info", timeout=3.0)
+    except DeviceError:
+        return None
+    return next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("Server Name:")), "")
+
+
 def pulse_running() -> bool:
     """True when a PulseAudio (or PipeWire-pulse) server answers."""
-    if shutil.which("pactl") is None:
-        return False
-    try:
-        _pactl("info", timeout=3.0)
-    except DeviceError:
-        return False
-    return True
+    return pulse_server_name() is not None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import os
 import threading
 from typing import Any
 
-from .devices import DeviceError, pulse_devices, pulse_running, resolve_pulse_device
+from .devices import DeviceError, pulse_devices, pulse_running, pulse_server_name, resolve_pulse_device
 
 #: Where PipeWire's libjack lives (not on the loader's path: Debian keeps JACK2's there).
 PIPEWIRE_LIBJACK = ("/usr/lib/*/pipewire-0.3/jack/libjack.so.0", "/usr/lib64/pipewire-0.3/jack/libjack.so.0",
@@ -51,6 +51,26 @@ def pipewire_running() -> bool:
     return bool(runtime) and os.path.exists(os.path.join(runtime, os.environ.get("PIPEWIRE_REMOTE", "pipewire-0")))
 
 
+def pipewire_libjack() -> str | None:
+    """The path of PipeWire's libjack (package ``pipewire-jack``), or None."""
+    return next(iter(sorted(p for pattern in PIPEWIRE_LIBJACK for p in glob.glob(pattern))), None)
+
+
+def usable_on_pipewire(samplerate: int | None = None) -> bool:
+    """Whether a PipeWire server runs here with its JACK API at hand (its libjack, JACK-Client) and its
+    graph at ``samplerate`` (any, when None): where ``backend="auto"`` takes the jack backend. Where a pulse
+    server answers, it must be PipeWire's (``PULSE_SERVER`` may name a PulseAudio beside it)."""
+    if not pipewire_running() or pipewire_libjack() is None:
+        return False
+    name = pulse_server_name()
+    if name is not None and "PipeWire" not in name:
+        return False
+    try:
+        return samplerate is None or graph_rate() == samplerate
+    except DeviceError:
+        return False
+
+
 def load_jack() -> Any:
     """The ``jack`` module (JACK-Client), bound to PipeWire's libjack where a PipeWire server runs.
 
@@ -63,10 +83,10 @@ def load_jack() -> Any:
     with _lock:
         if _module is not None:
             return _module
-        paths = sorted(p for pattern in PIPEWIRE_LIBJACK for p in glob.glob(pattern)) if pipewire_running() else []
+        path = pipewire_libjack() if pipewire_running() else None
         real = ctypes.util.find_library
-        if paths:
-            ctypes.util.find_library = lambda name: paths[0] if name == "jack" else real(name)
+        if path:
+            ctypes.util.find_library = lambda name: path if name == "jack" else real(name)
         try:
             import jack
         except (ImportError, OSError) as exc:

@@ -157,7 +157,8 @@ def _summary(stream: Any) -> dict[str, Any]:
     }
     if stream.backend == "jack":
         out.update(audio_thread_cpu=round(stream.thread_cpu, 4), compute_cpu=round(stream.compute_cpu, 4),
-                   process_faults=stream.faults, missed_cycles=stream.missed_cycles)
+                   process_faults=stream.faults, missed_cycles=stream.missed_cycles,
+                   xrun_times_s=stream.xrun_times, started_monotonic_s=round(stream.started_monotonic, 4))
     if stream.backend == "pulse":
         c = stream.counters
         out.update(audio_thread_cpu=round(stream.thread_cpu, 4), compute_cpu=round(stream.compute_cpu, 4),
@@ -208,6 +209,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         chain, isolator, meter_in, meter_out = build_chain(args.model, args.mix, args.channels, args.gain, args.gate,
                                                            args.floor, args.synthesis_length)
+        if args.backend == "auto":  # jack on PipeWire, pulse on PulseAudio, else sounddevice
+            args.backend = pick_backend(args.samplerate)
         rate = args.samplerate or (isolator.spec.sample_rate if isolator is not None else 48_000)
         if args.backend == "jack" and not args.samplerate:  # JACK runs every client at the graph's rate
             from .jack_stream import graph_rate
@@ -237,8 +240,6 @@ def cmd_live(args: argparse.Namespace) -> int:
         stream: Any = ArrayStream(host, x, rate, args.blocksize or 256, realtime=not args.fast)
     else:
         try:
-            if args.backend == "auto":
-                args.backend = pick_backend()
             # (PortAudio is not asked about devices the native clients open: it would load JACK2's libjack)
             native = args.backend in ("pulse", "jack")
             out_dev = resolve_device(args.output, "output", args.backend) if not native else None
@@ -543,12 +544,13 @@ def add_parsers(sub: Any) -> None:
                         "another (0.3 is good), winning back the delay an underflow adds; 0 = never. "
                         "The pulse backend holds its delay by itself")
     p.add_argument("--backend", choices=(*backends, "file"), default="auto",
-                   help="auto: pulse, the native PulseAudio/PipeWire client, where a server runs, "
-                        "else sounddevice; jack: PipeWire's JACK API (pipewire-jack) or a JACK server, "
-                        "at the graph's rate; pyaudio; file (--input/--output are files)")
+                   help="auto: jack on PipeWire with pipewire-jack installed, else pulse (the native "
+                        "PulseAudio/PipeWire client) where a server runs, else sounddevice; jack: PipeWire's "
+                        "JACK API or a JACK server, at the graph's rate; pyaudio; file (--input/--output are files)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show what the audio libraries print (otherwise counted in the status line)")
-    p.add_argument("--samplerate", type=int, default=None, help="device rate (default: the model's rate)")
+    p.add_argument("--samplerate", type=int, default=None,
+                   help="device rate (default: the model's rate; on jack the graph's)")
     p.add_argument("--channels", type=int, default=1, help="channels processed (each on its own)")
     p.add_argument("--gain", type=float, default=0.0, help="output gain in dB")
     p.add_argument("--gate", type=float, default=None, help="noise gate threshold in dBFS (default: off)")

@@ -45,7 +45,7 @@ from .host import Host
 from .priority import raise_helper_threads, raise_thread_priority
 
 BACKENDS = ("pulse", "sounddevice", "pyaudio", "file")
-#: What ``backend="auto"`` picks: the native client wherever a PulseAudio or PipeWire server answers.
+#: ``"auto"`` picks a native client wherever a PulseAudio or PipeWire server answers (:func:`pick_backend`).
 LIVE_BACKENDS = ("auto", "pulse", "jack", "sounddevice", "pyaudio")
 LATENCIES = ("low", "high")
 
@@ -671,6 +671,7 @@ class JackStream(LiveStream):
         self._xruns_synced = 0
         self._frame_time: int | None = None
         self.missed_cycles = 0
+        self.xrun_times: list[float] = []  # seconds into the stream, the first 64
         self._thread_cpu_at: float | None = None
         self._thread_cpu_s = self._compute_s = 0.0
         self._events: list[str] = []
@@ -705,6 +706,8 @@ class JackStream(LiveStream):
         if self._frame_time is not None and frame_time - self._frame_time > frames:
             self.missed_cycles += (frame_time - self._frame_time) // frames - 1
             self.xruns += 1
+            if len(self.xrun_times) < 64 and self._started_at is not None:
+                self.xrun_times.append(round(time.monotonic() - self._started_at, 2))
         self._frame_time = frame_time
         t_cpu = time.thread_time()
         if self._thread_cpu_at is not None:  # the server's thread: its CPU from one cycle to the next
@@ -760,6 +763,11 @@ class JackStream(LiveStream):
         self._running = True
         self.realtime_priority = bool(self.client.realtime)
         super().start()
+
+    @property
+    def started_monotonic(self) -> float:
+        """When the stream started, on the monotonic clock (``xrun_times`` count from here)."""
+        return self._started_at or 0.0
 
     @property
     def thread_cpu(self) -> float:
@@ -892,8 +900,12 @@ class ArrayStream(LiveStream):
         self.stop()
 
 
-def pick_backend() -> str:
-    """``"pulse"`` where a PulseAudio/PipeWire server answers and libpulse loads, else ``"sounddevice"``."""
+def pick_backend(samplerate: int | None = None) -> str:
+    """What ``backend="auto"`` opens: ``"jack"`` on PipeWire with its JACK API (``pipewire-jack``) and a graph at
+    ``samplerate`` (any, when None), where the engine runs inside the graph a quantum from it; else ``"pulse"``
+    where a PulseAudio/PipeWire server answers and libpulse loads; else ``"sounddevice"``."""
+    if js.usable_on_pipewire(samplerate):
+        return "jack"
     if pulse_running():
         from .pulse import PulseError, _libpulse
 
@@ -910,8 +922,8 @@ def open_stream(host: Host, backend: str = "auto", input: str | int | None = Non
                 latency: str | float = "low", resync_after: float | None = None) -> LiveStream:
     """Open a duplex device stream that runs ``host`` (not started yet).
 
-    ``backend``: ``"auto"`` (the native ``pulse`` client where a server runs, else
-    ``sounddevice``), ``"pulse"``, ``"jack"`` (PipeWire's JACK API, or a JACK server; the graph's
+    ``backend``: ``"auto"`` (:func:`pick_backend`: ``jack`` on PipeWire, the native ``pulse`` client on
+    PulseAudio, else ``sounddevice``), ``"pulse"``, ``"jack"`` (PipeWire's JACK API, or a JACK server; the graph's
     rate), ``"sounddevice"`` or ``"pyaudio"``.
 
     ``resync_after``: restart the stream after an xrun once that many seconds
@@ -923,7 +935,7 @@ def open_stream(host: Host, backend: str = "auto", input: str | int | None = Non
     if backend not in LIVE_BACKENDS:
         raise DeviceError(f"backend {backend!r} is not one of {', '.join(LIVE_BACKENDS)}")
     if backend == "auto":
-        backend = pick_backend()
+        backend = pick_backend(samplerate)
     if latency not in LATENCIES:
         try:
             float(latency)

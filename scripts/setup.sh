@@ -15,6 +15,9 @@ APT_PACKAGES=(
   pulseaudio pulseaudio-utils libasound2-plugins alsa-utils  # real audio server, virtual devices
 )
 EXTRAS="pyaudio,plot"
+if [ -S "${PIPEWIRE_RUNTIME_DIR:-${XDG_RUNTIME_DIR:-/run/user/$(id -u)}}/pipewire-0" ]; then
+  APT_PACKAGES+=(pipewire-jack)   # PipeWire runs here: the live engine joins its graph (--backend jack)
+fi
 if [ "$MODE" = "dev" ]; then
   APT_PACKAGES+=(
     dpkg-dev fluidsynth fluid-soundfont-gm timgm6mb-soundfont   # corpus: packages, MIDI rendering

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from conftest import PULSE_RATE
 
+from benchmarks.stalls import GraphWitness, shared_xruns
+from deepiso.realtime import jack_stream as js
 from deepiso.realtime.devices import DeviceError
 from deepiso.realtime.host import Host
 from deepiso.realtime.plugins.basic import Gain, Mix
 from deepiso.realtime.plugins.isolator import Isolator
-from deepiso.realtime.streams import open_stream
+from deepiso.realtime.streams import open_stream, pick_backend
 from deepiso.testing.chirps import chirp_lags, chirp_signal
 from deepiso.testing.pipewire_server import private_pipewire
 from deepiso.testing.pulse_server import check_for, live_until_sigterm
@@ -117,14 +119,33 @@ def test_a_stopped_server_is_waited_for_and_comes_back_at_the_same_delay(pipewir
     assert lags and set(lags) == {BLOCK}, lags
 
 
+def test_on_pipewire_the_default_backend_is_jack_at_the_graphs_rate(pipewire, monkeypatch):
+    assert pick_backend() == "jack" and pick_backend(PULSE_RATE) == "jack"
+    assert pick_backend(44_100) == "pulse"  # a rate the graph does not run at: its pulse server resamples
+    monkeypatch.setattr(js, "PIPEWIRE_LIBJACK", ("/nonexistent/libjack.so.0",))
+    assert pick_backend() == "pulse"  # no pipewire-jack installed: the pulse server
+    monkeypatch.undo()
+    # PULSE_SERVER names a PulseAudio beside PipeWire (a private one, a remote one): that one is meant
+    monkeypatch.setattr(js, "pulse_server_name", lambda: "pulse-server 16.1")
+    assert pick_backend() == "pulse"
+    monkeypatch.undo()
+    stream = open_stream(Host([Gain(0.0)], PULSE_RATE, 1, block_size=BLOCK), "auto", "iso_in", "iso_out",
+                         PULSE_RATE, BLOCK)
+    try:
+        assert stream.backend == "jack"
+    finally:
+        stream.close()
+
+
 def test_live_on_jack_stops_on_sigterm_and_writes_its_stats(pipewire, tmp_path):
     stats = tmp_path / "stats.json"
-    args = ["--backend", "jack", "--input", "iso_in", "--output", "iso_out", "--model", "tiny-test", "--quiet",
+    args = ["--input", "iso_in", "--output", "iso_out", "--model", "tiny-test", "--quiet",
             "--stats-json", str(stats)]
     code, took, err, _, _ = live_until_sigterm(pipewire, args)
     assert code == 0 and took < 1.0, err
     summary = json.loads(stats.read_text())
-    assert summary["backend"] == "jack" and summary["sample_rate"] == PULSE_RATE  # the graph's rate, not the model's
+    # the default backend on PipeWire, at the graph's rate, not the model's
+    assert summary["backend"] == "jack" and summary["sample_rate"] == PULSE_RATE
     assert summary["stopped_by"] == "SIGTERM" and summary["blocks"] > 100 and summary["error"] is None
     assert np.isfinite(summary["algorithmic_latency_ms"])
     # the server's thread that calls the engine, against the model's own compute
@@ -150,7 +171,17 @@ def test_a_late_cycle_is_counted_as_an_xrun_and_the_delay_stays(pipewire):
     staller = _Staller({338}, 0.03)  # 30 ms late once, 1.8 s into the stream: between two chirps
     stream = _stream([staller])
     staller.n = 0
-    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.3))
+    witness = GraphWitness(pipewire._env(), BLOCK)  # a client beside it that does nothing
+    witness.start()
+    try:
+        lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.3))
+    finally:
+        graph = witness.stop()
     # PipeWire's JACK API does not report it; the graph's frame time, which moved on, does
     assert stream.xruns >= 1 and stream.missed_cycles >= 1, (stream.xruns, stream.missed_cycles)
+    late = [t for t in stream.xrun_times if 1.6 < t < 2.2]
+    assert late, stream.xrun_times
     assert len(lags) == len(CHIRP_TIMES) and set(lags) == {BLOCK}, lags
+    # the graph went on without the late client: the witness missed nothing then, so the xrun is the engine's
+    shared = shared_xruns(late, stream.started_monotonic, graph)
+    assert shared["xruns_shared_with_graph"] == 0, (shared, graph, stream.xrun_times)
