@@ -259,7 +259,8 @@ def measured_round_trip(path: Path | None, algorithmic_ms: float) -> tuple[list[
                 continue
             # JACK runs at the graph's rate: the isolator resamples, which is part of its latency there
             note = f"; algorithmic {soak['algorithmic_ms']:.2f} ms at the graph's rate"
-        label = {"pulseaudio": "PulseAudio", "pipewire": "PipeWire", "pipewire-jack": "PipeWire, jack"}.get(key, key)
+        label = {"pulseaudio": "PulseAudio", "pipewire": "PipeWire, pulse",
+                 "pipewire-jack": "PipeWire, jack (default)"}.get(key, key)
         rows.append((f"measured: {label}", float(delay["median_ms"]),
                      f"{shown} ({server.get('date') or data.get('date', '?')}): median of a "
                      f"{soak.get('seconds', 0):.0f} s run, "
@@ -337,8 +338,9 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     w = [max(len(r[i]) for r in table) for i in range(3)]
     for r in table:
         print(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]}")
-    print("\nThe device row is what the pulse backend (the default where PulseAudio or PipeWire runs) asks the "
-          "server for;\nwith sounddevice/pyaudio, 'deepiso live' prints what PortAudio reports.")
+    print("\nThe device row is what the pulse backend (the default on PulseAudio) asks the server for; on "
+          "PipeWire the default\nis its JACK API, one quantum; with sounddevice/pyaudio, 'deepiso live' prints "
+          "what PortAudio reports.")
     return 0
 
 

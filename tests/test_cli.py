@@ -218,9 +218,10 @@ def test_latency_of_the_default_model_as_live_runs_it(capsys, tmp_path):
     assert total[1] == f"{spec.latency_ms(256) + 1000 * device_s:.2f}" == "35.22"
     assert rows["measured: PulseAudio"][1:] == ("32.98", f"{measured} (2026-01-02): median of a 600 s run, "
                                                          "31.0..34.9 ms")
-    assert rows["measured: PipeWire"][1] == "44.65"
-    assert rows["measured: PipeWire, jack"][1:] == ("28.98", f"{measured} (2026-01-03): median of a 600 s run, "
-                                                              "29.0..29.0 ms; algorithmic 23.65 ms at the graph's rate")
+    assert rows["measured: PipeWire, pulse"][1] == "44.65"
+    jack = rows["measured: PipeWire, jack (default)"]
+    assert jack[1:] == ("28.98", f"{measured} (2026-01-03): median of a 600 s run, "
+                                 "29.0..29.0 ms; algorithmic 23.65 ms at the graph's rate")
     # what the old output said stays: the frame spec and the latency at any block size
     assert f"frame spec: {spec.to_json()}" in out
     assert "768 samples = 17.41 ms (blocks of any size: 1023 samples = 23.20 ms)" in out
