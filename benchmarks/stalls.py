@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 #: SCHED_FIFO priority of the probes: above PipeWire's data loops (88), PulseAudio's threads and the
@@ -143,14 +142,12 @@ class GraphWitness:
     def __init__(self, env: dict[str, str], block: int = 256) -> None:
         self.env, self.block = env, block
         self._proc: subprocess.Popen | None = None
-        self.started_at = 0.0
 
     def start(self) -> None:
         self._proc = subprocess.Popen([sys.executable, "-c", _WITNESS, str(self.block)], env=self.env,
                                       stdout=subprocess.PIPE, text=True)
         if self._proc.stdout.readline().strip() != "1":
             raise RuntimeError(f"the witness did not start (exit {self._proc.wait(10)})")
-        self.started_at = time.monotonic()
 
     def stop(self) -> list[tuple[float, int]]:
         """``(monotonic time, cycles missed)`` for each jump of the graph's frame time, oldest first."""
