@@ -36,18 +36,36 @@ def _stream(chain, block=BLOCK, inp="iso_in", out="iso_out", rate=PULSE_RATE):
     return open_stream(host, "jack", inp, out, rate, block)
 
 
+def _lags(pipewire, make, lead=0.3, tail=0.3, tries=3):
+    """The chirps' delays through a stream ``make()`` opens, and the stream. A cycle missed while they play
+    (the machine stalled: a JACK client cannot buffer across it) can cut one out; the recording is then
+    made again, up to ``tries`` times. Without a missed cycle every chirp must come through."""
+    for _ in range(tries):
+        stream = make()
+        lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=lead, tail=tail))
+        if len(lags) == len(CHIRP_TIMES) or stream.missed_cycles == 0:
+            break
+    return lags, stream
+
+
 def test_the_round_trip_is_one_quantum(pipewire):
     stream = _stream([Gain(0.0)])
     assert stream.backend == "jack" and stream.blocksize == BLOCK and stream.samplerate == PULSE_RATE
-    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.3))
+    stream.close()
+    lags, _ = _lags(pipewire, lambda: _stream([Gain(0.0)]))
     assert len(lags) == len(CHIRP_TIMES) and set(lags) == {BLOCK}, lags  # not a quantum more, as through pulse
 
 
 def test_the_isolator_runs_at_the_graphs_rate_at_its_latency_plus_a_quantum(pipewire):
-    iso = Isolator("tiny-test", channels=1)
+    isolators = []
+
+    def make():
+        isolators.append(Isolator("tiny-test", channels=1))
+        return _stream([isolators[-1], Mix.parse("mixture")])
+
+    lags, stream = _lags(pipewire, make, lead=0.5, tail=0.4)
+    iso = isolators[-1]
     assert iso.spec.sample_rate != PULSE_RATE  # resampled by the isolator
-    stream = _stream([iso, Mix.parse("mixture")])
-    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.5, tail=0.4))
     expected = stream.host.latency_samples + BLOCK
     assert len(lags) == len(CHIRP_TIMES) and all(abs(lag - expected) <= 2 for lag in lags), (lags, expected)
     assert iso.model_faults == 0
@@ -114,8 +132,7 @@ def test_a_stopped_server_is_waited_for_and_comes_back_at_the_same_delay(pipewir
     finally:
         stream.close()
         noise.terminate()
-    stream = _stream([Gain(0.0)])
-    lags = chirp_lags(pipewire.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.3))
+    lags, _ = _lags(pipewire, lambda: _stream([Gain(0.0)]))
     assert lags and set(lags) == {BLOCK}, lags
 
 
