@@ -1,6 +1,9 @@
 """Audio streams that drive a :class:`~deepiso.realtime.host.Host`.
 
-* ``pulse`` (the default wherever a PulseAudio or PipeWire server runs): a
+* ``jack`` (the default on PipeWire, with ``pipewire-jack``): a JACK client the
+  server calls in its own real-time thread once a cycle, one block in and one
+  out (:mod:`deepiso.realtime.jack_stream`, :class:`JackStream`).
+* ``pulse`` (the default on PulseAudio, and on PipeWire without its libjack): a
   native libpulse client whose audio thread sleeps between blocks and holds the
   delay by itself (:mod:`deepiso.realtime.pulse`, :class:`PulseStream`).
 * ``sounddevice`` and ``pyaudio``: a duplex PortAudio stream whose callback
