@@ -202,3 +202,40 @@ def test_a_late_cycle_is_counted_as_an_xrun_and_the_delay_stays(pipewire):
     # the graph went on without the late client: the witness missed nothing then, so the xrun is the engine's
     shared = shared_xruns(late, stream.started_monotonic, graph)
     assert shared["xruns_shared_with_graph"] == 0, (shared, graph, stream.xrun_times)
+
+
+def _force_quantum(pipewire, frames: int) -> None:
+    import subprocess
+
+    subprocess.run(["pw-metadata", "-n", "settings", "0", "clock.force-quantum", str(frames)], env=pipewire._env(),
+                   capture_output=True, check=True, timeout=10)
+
+
+def test_the_engine_follows_the_graph_when_its_quantum_changes(pipewire):
+    # (last in the module: the graph may stay at the smaller quantum afterwards)
+    host = Host([Isolator("tiny-test", channels=1), Mix.parse("mixture")], PULSE_RATE, 1, max_block=8192,
+                block_size=BLOCK)
+    stream = open_stream(host, "jack", "iso_in", "iso_out", PULSE_RATE, BLOCK)
+    noise = pipewire.pacat_loop("iso_play", seconds=8, level=0.1)
+    sizes: list[int] = []
+    stream.start()
+    try:
+        check_for(stream, 1.0)
+        frames_before = host.stats().frames
+        _force_quantum(pipewire, 128)  # another application asks for less, as on a desktop
+        try:
+            deadline = time.monotonic() + 3
+            while stream.client.blocksize != 128 and time.monotonic() < deadline:
+                check_for(stream, 0.1)
+            sizes.append(int(stream.client.blocksize))
+            check_for(stream, 1.0)
+        finally:
+            _force_quantum(pipewire, 0)
+        stats = host.stats()
+    finally:
+        stream.close()
+        noise.terminate()
+    assert sizes == [128]
+    # the same chain ran on in blocks of half the size: about 1 s of audio more, no block lost to a fault
+    assert stats.frames - frames_before > 0.9 * PULSE_RATE, (stats.frames, frames_before)
+    assert stream.faults == 0 and stats.plugin_faults == {"isolator": 0, "mix": 0}
