@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import socket
 import threading
 from typing import Any
 
@@ -32,6 +33,8 @@ DEFAULT_BLOCK = 256
 #: No cycle for this long: the user is told the server is not calling; for this long: the stream ends.
 QUIET_S = 0.5
 GONE_S = 10.0
+#: No cycle for this long: PipeWire's socket is asked whether the server is still there.
+ASK_S = 0.2
 #: How long a device the audio server knows may take to show its ports in the JACK graph.
 PORTS_WAIT_S = 2.0
 #: How long stopping waits for a cycle inside the chain to finish.
@@ -49,6 +52,24 @@ def pipewire_running() -> bool:
     """Whether a PipeWire server's socket is where this process's clients look for it."""
     runtime = os.environ.get("PIPEWIRE_RUNTIME_DIR") or os.environ.get("XDG_RUNTIME_DIR")
     return bool(runtime) and os.path.exists(os.path.join(runtime, os.environ.get("PIPEWIRE_REMOTE", "pipewire-0")))
+
+
+def pipewire_gone() -> bool:
+    """Whether the PipeWire server this process's clients were given has gone away: its socket refuses
+    (or lost) connections. A server that is only stopped (a stall, SIGSTOP) still takes them."""
+    runtime = os.environ.get("PIPEWIRE_RUNTIME_DIR") or os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime:
+        return False
+    path = os.path.join(runtime, os.environ.get("PIPEWIRE_REMOTE", "pipewire-0"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        try:
+            probe.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return True
+        except OSError:  # a full backlog, a timeout: busy, not gone
+            return False
+    return False
 
 
 def pipewire_libjack() -> str | None:

@@ -644,6 +644,7 @@ class JackStream(LiveStream):
                  blocksize: int | None, channels: int, latency: str | float = "low") -> None:
         self.inp_name = inp.name if isinstance(inp, Endpoint) else inp
         self.out_name = out.name if isinstance(out, Endpoint) else out
+        self._on_pipewire = js.pipewire_running()  # the server's socket can then be asked whether it is there
         self.client = js._client("deepiso", blocksize)
         rate, block = int(self.client.samplerate), int(self.client.blocksize)
         if rate != samplerate:
@@ -793,7 +794,8 @@ class JackStream(LiveStream):
 
         The server calls this client, not the other way round: a server that stalls (stopped, or a
         machine too busy) only delays the next cycle, and the stream waits for it, saying so, for up to
-        :data:`GONE_S`. Nothing queues up meanwhile, so it comes back at its nominal delay.
+        :data:`GONE_S`. Nothing queues up meanwhile, so it comes back at its nominal delay. A PipeWire
+        server whose socket refuses connections has gone (exited, restarting): that ends the stream at once.
         """
         if self.xruns > self._xruns_synced:
             self.host.count_xrun(self.xruns - self._xruns_synced)
@@ -810,6 +812,9 @@ class JackStream(LiveStream):
             self._last_blocks, self._last_progress = self.host.blocks, now
             return
         quiet = now - self._last_progress
+        if quiet > js.ASK_S and self._on_pipewire and js.pipewire_gone():
+            self.error = f"the PipeWire server is gone (no cycle for {quiet:.1f} s, its socket refuses)"
+            raise DeviceError(self.error)
         if quiet > js.QUIET_S and not self._waiting:
             self._events.append(f"no cycle from the JACK server for {quiet:.1f} s; waiting")
             self._waiting = True

@@ -239,3 +239,27 @@ def test_the_engine_follows_the_graph_when_its_quantum_changes(pipewire):
     # the same chain ran on in blocks of half the size: about 1 s of audio more, no block lost to a fault
     assert stats.frames - frames_before > 0.9 * PULSE_RATE, (stats.frames, frames_before)
     assert stream.faults == 0 and stats.plugin_faults == {"isolator": 0, "mix": 0}
+
+
+def test_a_server_that_goes_away_ends_the_stream_with_a_message_at_once(tmp_path):
+    # a server of its own: this one is killed (PipeWire exiting, or restarting under the user)
+    import os
+    import subprocess
+    import sys
+
+    with private_pipewire(tmp_path / "pw") as server:
+        live = subprocess.Popen([sys.executable, "-m", "deepiso.realtime.cli", "live", "--input", "iso_in",
+                                 "--output", "iso_out", "--model", "tiny-test", "--quiet"],
+                                env=server._env(), stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while "Ctrl-C stops" not in (line := live.stderr.readline()):
+            assert (line or live.poll() is None) and time.monotonic() < deadline, "deepiso live did not start"
+        time.sleep(1.0)
+        sent = time.monotonic()
+        os.kill(server.pid(), signal.SIGTERM)
+        live.wait(15)
+        took = time.monotonic() - sent
+        err = live.stderr.read()
+    # not the 10 s a stopped server is waited for: its socket says it is gone
+    assert live.returncode == 1 and took < 3.0, (took, err)
+    assert "the PipeWire server is gone" in err and "stopped;" in err, err
