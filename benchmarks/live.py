@@ -8,7 +8,9 @@ installed) and on PipeWire through its pulse server (``pipewire``:
 ``--backend pulse``):
 
 1. ``--launches`` consecutive launches, each stopped by Ctrl-C (SIGINT) or
-   SIGTERM in turn: did the stream start, how long did stopping take;
+   SIGTERM in turn: did the stream start, how long did stopping take; and
+   ``--stops`` streams started and stopped in one process beside a thread
+   that holds Python's interpreter lock as much as it can: does every stop return;
 0. a pass-through run (``--model none``): the server's own share of the delay;
 2. a soak (``--soak-seconds``) with a voice+music loop going in and headless
    Chromium recording the engine's output as a microphone ("deepiso-call",
@@ -34,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import queue
 import shutil
 import signal
 import subprocess
@@ -75,6 +78,45 @@ PAGE = """<!doctype html><script>
     console.log('DEEPISO rms ' + Math.sqrt(s / buf.length).toFixed(5)); }, 1000);
 })();
 </script>"""
+
+
+def stops(server, count: int, per_stop_s: float = 10.0) -> dict:
+    """``count`` streams (the backend ``deepiso live`` takes there) started and stopped in one process, beside
+    a thread that holds the interpreter lock as much as it can: does every stop return, and how fast."""
+    player = _loop_player(server, 4 * count)
+    proc = subprocess.Popen([sys.executable, "-c", _STOPS, str(count), getattr(server, "backend", None) or "auto"],
+                            env=server.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    times: list[float] = []
+    backend, hung = None, False
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for ln in proc.stdout:
+            lines.put(ln)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while len(times) < count:
+            try:
+                line = lines.get(timeout=per_stop_s + 30.0 * (backend is None))
+            except queue.Empty:
+                hung = True
+                break
+            if line is None:
+                break
+            if line.startswith("backend "):
+                backend = line.split()[1]
+            elif line.startswith("stop "):
+                times.append(float(line.split()[1]))
+    finally:
+        proc.kill()
+        proc.wait()
+        player.terminate()
+    ms = np.array(times) * 1000 if times else np.zeros(1)
+    return {"backend": backend, "asked": count, "stopped": len(times), "hung": hung,
+            "stop_ms": {"median": round(float(np.median(ms)), 1), "p99": round(float(np.percentile(ms, 99)), 1),
+                        "max": round(float(ms.max()), 1)}}
 
 
 # ----------------------------------------------------------------------------
@@ -129,6 +171,29 @@ SERVERS = {"pulseaudio": PulseAudio, "pipewire": PipeWire, "pipewire-jack": Pipe
 
 # ----------------------------------------------------------------------------
 # Helpers
+
+#: The child of :func:`stops`: ``count`` streams opened, run for a moment and closed in one process, with a
+#: thread beside them that holds the interpreter lock as much as it can; a line per close.
+_STOPS = r"""
+import sys, threading, time
+from deepiso.realtime.host import Host
+from deepiso.realtime.plugins.basic import Gain
+from deepiso.realtime.streams import open_stream, pick_backend
+count, backend = int(sys.argv[1]), sys.argv[2]
+backend = pick_backend(48000) if backend == "auto" else backend
+def hog():
+    while True:
+        sum(range(1000))
+threading.Thread(target=hog, daemon=True).start()
+print("backend", backend, flush=True)
+for i in range(count):
+    s = open_stream(Host([Gain(0.0)], 48000, 1, block_size=256), backend, "iso_in", "iso_out", 48000, 256)
+    s.start()
+    time.sleep(0.05 + (i % 5) * 0.013)
+    t = time.monotonic()
+    s.close()
+    print("stop", round(time.monotonic() - t, 4), flush=True)
+"""
 
 
 def _live(server, *args: str, stats: Path) -> subprocess.Popen:
@@ -316,7 +381,8 @@ def soak(server, seconds: float, tmp: Path, busy: bool = False, browser: bool = 
         "exit": proc.returncode,
         "blocks": s.get("blocks"), "xruns": s.get("xruns"), "resyncs": s.get("resyncs"),
         "underflows": s.get("underflows"), "underflow_times_s": s.get("underflow_times_s"),
-        "missed_cycles": s.get("missed_cycles"), "xrun_times_s": s.get("xrun_times_s"),
+        "missed_cycles": s.get("missed_cycles"), "late_cycles": s.get("late_cycles"),
+        "xrun_times_s": s.get("xrun_times_s"),
         # the browser opens its microphone a few seconds in: the steady state is what follows
         "underflows_after_30_s": sum(t > 30 for t in s.get("underflow_times_s") or []),
         "dropped_input_frames": s.get("dropped_input_frames"),
@@ -477,6 +543,9 @@ def run_server(kind: str, args: argparse.Namespace) -> dict:
             if args.launches:
                 result["launches"] = launches(server, args.launches, tmp)
                 print(f"  launches: {result['launches']['ok']}/{args.launches}", flush=True)
+            if args.stops:
+                result["stops"] = stops(server, args.stops)
+                print(f"  stops: {json.dumps(result['stops'])}", flush=True)
             if args.soak_seconds:
                 result["soak"] = soak(server, args.soak_seconds, tmp)
                 print(f"  soak: {json.dumps({k: v for k, v in result['soak'].items() if k != 'events'})}",
@@ -496,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--servers", default="pulseaudio,pipewire,pipewire-jack")
     p.add_argument("--launches", type=int, default=20)
+    p.add_argument("--stops", type=int, default=300,
+                   help="streams started and stopped in one process beside a thread hogging the interpreter lock")
     p.add_argument("--soak-seconds", type=float, default=600.0)
     p.add_argument("--busy-seconds", type=float, default=60.0)
     p.add_argument("--floor-seconds", type=float, default=20.0,
@@ -507,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in servers:
         if s not in SERVERS:
             p.error(f"unknown server {s!r} ({', '.join(SERVERS)})")
-    if min(args.launches, args.soak_seconds, args.busy_seconds, args.floor_seconds) < 0:
+    if min(args.launches, args.stops, args.soak_seconds, args.busy_seconds, args.floor_seconds) < 0:
         p.error("counts and durations must be >= 0")
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "processor": platform.processor()},

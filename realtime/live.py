@@ -157,7 +157,7 @@ def _summary(stream: Any) -> dict[str, Any]:
     }
     if stream.backend == "jack":
         out.update(audio_thread_cpu=round(stream.thread_cpu, 4), compute_cpu=round(stream.compute_cpu, 4),
-                   process_faults=stream.faults, missed_cycles=stream.missed_cycles,
+                   process_faults=stream.faults, missed_cycles=stream.missed_cycles, late_cycles=stream.late_cycles,
                    xrun_times_s=stream.xrun_times, started_monotonic_s=round(stream.started_monotonic, 4))
     if stream.backend == "pulse":
         c = stream.counters

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import jack_cycle as jc
 from . import jack_stream as js
 from .devices import (
     DeviceError,
@@ -45,6 +46,7 @@ from .devices import (
     resolve_pulse_device,
 )
 from .host import Host
+from .jack_cycle import CycleWorker
 from .priority import raise_helper_threads, raise_thread_priority
 
 BACKENDS = ("pulse", "sounddevice", "pyaudio", "file")
@@ -633,9 +635,11 @@ class PulseStream(LiveStream):
 class JackStream(LiveStream):
     """A JACK client: PipeWire through its JACK API, or a JACK server (:mod:`deepiso.realtime.jack_stream`).
 
-    The server calls :meth:`_process` in its real-time thread once a cycle, one block in and one out, at
-    the graph's rate; nothing is queued in between. Devices as :func:`~deepiso.realtime.jack_stream.jack_names`
-    finds them; a device that goes away ends the stream with :class:`DeviceError`.
+    The server calls a native callback in its real-time thread once a cycle, one block in and one out, at
+    the graph's rate; it hands the block to the chain's thread and takes its output back in the same
+    cycle (:mod:`deepiso.realtime.jack_cycle`); nothing is queued in between. Devices as
+    :func:`~deepiso.realtime.jack_stream.jack_names` finds them; a device that goes away ends the stream with
+    :class:`DeviceError`.
     """
 
     backend = "jack"
@@ -668,75 +672,66 @@ class JackStream(LiveStream):
             raise
         self._ins = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
         self._outs = [self.client.outports.register(f"out_{j + 1}") for j in range(len(self.sinks))]
-        self._cap = max(block, 8192)
-        self._inbuf = np.zeros((self._cap, channels), np.float32)
-        self._outbuf = np.zeros((self._cap, channels), np.float32)
-        self.xruns = self.faults = 0
+        jack = js.load_jack()
+
+        def address(ptr: Any) -> int:
+            return int(jack._ffi.cast("uintptr_t", ptr))
+
+        try:  # the callback is native code: it never takes the interpreter lock (jack_cycle.py)
+            self._worker = CycleWorker(jack._libname, address(self.client._ptr), [address(p._ptr) for p in self._ins],
+                                       [address(p._ptr) for p in self._outs], max(block, 8192), rate,
+                                       self.host.process, channels, js.CEILING)
+            if jack._lib.jack_set_process_callback(
+                    self.client._ptr, jack._ffi.cast("JackProcessCallback", self._worker.callback.address),
+                    jack._ffi.cast("void *", self._worker.arg)) != 0:
+                raise DeviceError("the JACK server refused the process callback")
+        except Exception:
+            self.client.close()
+            raise
         self._xruns_synced = 0
-        self._frame_time: int | None = None
-        self.missed_cycles = 0
-        self.xrun_times: list[float] = []  # seconds into the stream, the first 64
-        self._thread_cpu_at: float | None = None
-        self._thread_cpu_s = self._compute_s = 0.0
         self._events: list[str] = []
         self._waiting = False
         self.realtime_priority: bool | None = None
         self._device_port_names = {p.name for p in self.sinks} | {p.name for p in self.sources}
-        self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.set_shutdown_callback(self._shutdown)
         self.client.set_port_registration_callback(self._port_change, only_available=False)
         # the cycle: through PipeWire's JACK API the round trip is one quantum (tests/test_jack_backend.py)
         self.device_latency = (block / rate, 0.0)
-        self._running = self._busy = False
+        self._running = False
+        self._server_xruns = 0
 
-    # ------------------------------------------------------------ the server's real-time thread
-    def _process(self, frames: int) -> None:
-        if not self._running:  # stopping: nothing more reaches the chain (its models may be closing)
-            for port in self._outs:
-                port.get_array().fill(0.0)
-            return
-        self._busy = True
-        try:
-            self._cycle(frames)
-        finally:
-            self._busy = False
+    # ------------------------------------------------------------ what the native callback counted
+    @property
+    def xruns(self) -> int:
+        """Cycles the graph went on without this client, cycles the chain was late for, and xruns the
+        server reported."""
+        return self._worker.counter(jc.XRUNS) + self._server_xruns
 
-    def _cycle(self, frames: int) -> None:
-        # A cycle this client missed (it was still busy with the last one, or its core stalled) is an xrun:
-        # the graph's frame time moved on by more than one block. (PipeWire's JACK API does not call the
-        # xrun callback for it: a 30 ms late cycle went unreported.)
-        frame_time = self.client.last_frame_time
-        if self._frame_time is not None and frame_time - self._frame_time > frames:
-            self.missed_cycles += (frame_time - self._frame_time) // frames - 1
-            self.xruns += 1
-            if len(self.xrun_times) < 64 and self._started_at is not None:
-                self.xrun_times.append(round(time.monotonic() - self._started_at, 2))
-        self._frame_time = frame_time
-        t_cpu = time.thread_time()
-        if self._thread_cpu_at is not None:  # the server's thread: its CPU from one cycle to the next
-            self._thread_cpu_s += t_cpu - self._thread_cpu_at
-        self._thread_cpu_at = t_cpu
-        try:
-            if frames > self._cap:
-                raise ValueError(f"a cycle of {frames} frames")
-            inp, out = self._inbuf[:frames], self._outbuf[:frames]
-            for i, port in enumerate(self._ins):
-                inp[:, i] = port.get_array()
-            t0 = time.perf_counter()
-            self.host.process(inp, out)
-            self._compute_s += time.perf_counter() - t0
-            np.clip(out, -js.CEILING, js.CEILING, out=out)
-            n = out.shape[1]
-            for j, port in enumerate(self._outs):
-                port.get_array()[:] = out[:, j % n]
-        except Exception:  # noqa: BLE001 - the audio thread never dies: silence, counted
-            self.faults += 1
-            for port in self._outs:
-                port.get_array().fill(0.0)
+    @property
+    def missed_cycles(self) -> int:
+        """Cycles with no output from the chain: the graph went on without the client, or it was late."""
+        return self._worker.counter(jc.MISSED) + self._worker.counter(jc.DROPPED)
 
+    @property
+    def late_cycles(self) -> int:
+        """Cycles the chain did not finish within the callback's budget (each is silent)."""
+        return self._worker.counter(jc.LATE)
+
+    @property
+    def faults(self) -> int:
+        return self._worker.faults
+
+    @property
+    def xrun_times(self) -> list[float]:
+        """Seconds into the stream of the first xruns (up to 64)."""
+        if self._started_at is None:
+            return []
+        return [round(t - self._started_at, 2) for t in self._worker.xrun_times()]
+
+    # ------------------------------------------------------------ the server's other thread
     def _xrun(self, delay: float) -> None:
-        self.xruns += 1
+        self._server_xruns += 1
 
     def _shutdown(self, status: Any, reason: str) -> None:
         self.error = f"the JACK server shut the stream down: {reason}"
@@ -765,8 +760,11 @@ class JackStream(LiveStream):
             self.close()
             raise DeviceError(f"cannot connect the JACK ports: {exc}") from None
         self._running = True
-        self.realtime_priority = bool(self.client.realtime)
+        self._worker.start(self._raise_worker)
         super().start()
+
+    def _raise_worker(self) -> None:  # in the chain's thread, as it starts
+        self.realtime_priority = bool(self.client.realtime) and raise_thread_priority()
 
     @property
     def started_monotonic(self) -> float:
@@ -775,15 +773,16 @@ class JackStream(LiveStream):
 
     @property
     def thread_cpu(self) -> float:
-        """The CPU of the server's thread that calls this client, as a share of one core (cycle to cycle)."""
+        """The CPU of the audio path as a share of one core: the server's thread that calls this client
+        (cycle to cycle) and the chain's thread."""
         wall = time.monotonic() - self._started_at if self._started_at else 0.0
-        return self._thread_cpu_s / wall if wall > 0 else 0.0
+        return (self._worker.callback_cpu_s + self._worker.thread_cpu_s) / wall if wall > 0 else 0.0
 
     @property
     def compute_cpu(self) -> float:
         """The share of one core spent in :meth:`Host.process` (the model and plugins)."""
         wall = time.monotonic() - self._started_at if self._started_at else 0.0
-        return self._compute_s / wall if wall > 0 else 0.0
+        return self._worker.compute_s / wall if wall > 0 else 0.0
 
     def pop_events(self) -> list[str]:
         events, self._events = self._events, []
@@ -824,14 +823,10 @@ class JackStream(LiveStream):
 
     def stop(self) -> None:
         if self._running:
-            # PipeWire's JACK API stops a client by cancelling its thread (pthread_cancel), wherever it is:
-            # inside the model that ended the process ("terminate called without an active exception"),
-            # inside Python that left the interpreter lock held. The chain is left first.
+            # PipeWire's JACK API stops a client by cancelling its thread (pthread_cancel) wherever it is:
+            # the native callback holds nothing there. The chain's thread finishes its cycle first.
             self._running = False
-            deadline = time.monotonic() + js.STOP_WAIT_S
-            while self._busy and time.monotonic() < deadline:
-                time.sleep(0.001)
-            time.sleep(0.002 + 2 * self.blocksize / self.samplerate)  # a cycle or two of the early return
+            self._worker.stop(js.STOP_WAIT_S)
             try:
                 self.client.deactivate()
             except Exception:  # noqa: BLE001 - a server already gone
@@ -843,6 +838,7 @@ class JackStream(LiveStream):
             self.client.close()
         except Exception:  # noqa: BLE001
             pass
+        self._worker.close()
 
 
 class ArrayStream(LiveStream):

@@ -39,6 +39,7 @@ def test_silent_windows_have_no_delay(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--servers", "jack"], "unknown server 'jack'"),
     (["--soak-seconds", "-1"], "must be >= 0"),
+    (["--stops", "-1"], "must be >= 0"),
 ])
 def test_bad_arguments_are_refused(args, message):
     r = subprocess.run([sys.executable, "-m", "benchmarks.live", *args], cwd=ROOT, capture_output=True, text=True,
