@@ -108,7 +108,7 @@ class StallProbe:
 
 
 _WITNESS = r"""
-import signal, sys, time
+import os, signal, sys, time
 from deepiso.realtime import jack_stream as js
 client = js._client("deepiso-witness", int(sys.argv[1]))
 state = {"prev": None}
@@ -125,9 +125,10 @@ client.activate()
 print(1, flush=True)
 while not stop:
     time.sleep(0.05)
-client.deactivate()
-client.close()
-print("\n".join(missed), flush=True)
+print("\n".join(list(missed)), flush=True)
+# no deactivate: PipeWire would cancel the callback's thread, which may be waiting for the interpreter lock
+# and leave it held (the hang the engine's native callback avoids); the server drops a client that exits
+os._exit(0)
 """
 
 

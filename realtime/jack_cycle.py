@@ -8,9 +8,9 @@ and never enters the interpreter. Each cycle it
 
 1. counts a cycle the graph went on without it (the frame time moved by more than a block),
 2. copies the input ports into a shared buffer and wakes the chain's thread (a POSIX semaphore),
-3. waits for that thread's "done" until :data:`BUDGET` of the cycle has passed, and copies the shared
-   output buffer to the output ports; when the chain is late, it outputs silence this cycle and the
-   next ones until the chain is free again, and counts them.
+3. waits for that thread's "done", up to :data:`BUDGET` cycles, and copies the shared output buffer to
+   the output ports; a chain that takes longer gets silence for this cycle and the next ones until it
+   is free again, all counted.
 
 The chain thread (:class:`CycleWorker`) is an ordinary Python thread at real-time priority. The
 round trip is the same as a callback that runs the chain itself: one block in, the same block out,
@@ -29,9 +29,12 @@ from typing import Any
 import numpy as np
 from numba import carray
 
-#: Share of a cycle the callback waits for the chain before it outputs silence for that cycle (the
-#: cycle is the block it is called with: the quantum may change while the stream runs).
-BUDGET = 0.8
+#: Cycles the callback waits for the chain before it outputs silence for that cycle (the cycle is the
+#: block it is called with: the quantum may change while the stream runs). A chain later than its cycle
+#: (a stall of the machine) is what a JACK client that ran the chain itself would be: the graph goes on
+#: without it meanwhile, and its block comes out when it is done; past this, silence and the callback
+#: returns, so a chain stuck for long does not hold the server's thread.
+BUDGET = 4.0
 MAX_PORTS = 16
 MAX_TIMES = 64
 
@@ -228,7 +231,6 @@ class CycleWorker:
         self.faults = 0
         self.compute_s = 0.0  # seconds inside ``process``
         self.thread_cpu_s = 0.0  # CPU of the chain thread
-        self.busy = False
         self._closing = False
         self._thread: threading.Thread | None = None
 
@@ -248,11 +250,12 @@ class CycleWorker:
         """No more cycles reach the chain; waits up to ``wait_s`` for one inside it to finish."""
         self.ctl[RUN] = 0
         deadline = time.monotonic() + wait_s
-        while (self.busy or self.ctl[PENDING]) and time.monotonic() < deadline:
+        while self.ctl[SEQ] != self.ctl[DONE_SEQ] and time.monotonic() < deadline:  # a cycle handed over, unfinished
             time.sleep(0.001)
 
     def close(self) -> None:
-        self.stop(0.5)
+        """Ends the chain's thread (after the server stopped calling: :meth:`stop` first)."""
+        self.ctl[RUN] = 0
         self._closing = True
         self._sem_post(int(self.ctl[SEM_WORK]))
         if self._thread is not None:
@@ -268,7 +271,6 @@ class CycleWorker:
                 continue
             if self._closing:
                 return
-            self.busy = True
             n, seq = int(c[FRAMES]), int(c[SEQ])
             inp, out = self._inbuf[:n], self._outbuf[:n]
             try:
@@ -285,7 +287,6 @@ class CycleWorker:
                 self.faults += 1
                 self._out[:, :n] = 0.0
             self.thread_cpu_s = time.thread_time() - cpu0
-            self.busy = False
             c[DONE_SEQ] = seq
             self._sem_post(done)
 
