@@ -183,13 +183,19 @@ def test_a_stalled_server_comes_back_at_the_nominal_delay(pulse):
         assert stream.host.blocks > blocks  # running again
     finally:
         stream.close()
-    # and it is at its nominal delay again, not seconds behind
-    stream = _stream([Gain(0.0)], PULSE_RATE)
-    lags = chirp_lags(pulse.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.4))
-    # an underflow of its own (the machine stalled) may leave it up to MAX_RAISES blocks above, by design
-    raised = native.MAX_RAISES * stream._duplex.block / stream._duplex.rate if stream.counters.underflows else 0.0
-    assert lags and max(lags) <= (_nominal_s(stream) + SERVER_SLACK_S + raised) * PULSE_RATE, (
-        lags, stream.counters.underflows)
+    # and it is at its nominal delay again, not seconds behind. An underflow of the stream's own during the
+    # recording (the machine stalled) may leave it up to MAX_RAISES blocks above, by design, and can hold one
+    # chirp back further while it recovers: such a recording is made again, up to three times. Without an
+    # underflow every chirp must be at the nominal delay.
+    for _ in range(3):
+        stream = _stream([Gain(0.0)], PULSE_RATE)
+        lags = chirp_lags(pulse.record_through(stream, chirp_signal(2.4, CHIRP_TIMES), lead=0.3, tail=0.4))
+        underflows = stream.counters.underflows
+        raised = native.MAX_RAISES * stream._duplex.block / stream._duplex.rate if underflows else 0.0
+        held = bool(lags) and max(lags) <= (_nominal_s(stream) + SERVER_SLACK_S + raised) * PULSE_RATE
+        if held or not underflows:
+            break
+    assert held, (lags, underflows)
 
 
 def test_a_restarted_server_is_reconnected_to(tmp_path):
