@@ -190,7 +190,7 @@ class CycleWorker:
     """The shared buffers, semaphores and control block of one JACK client, and the thread that runs
     ``process(inp, out)`` (``(frames, channels)`` float32 views, ``out`` to be filled) for each cycle.
 
-    ``outputs`` output ports take the chain's channels in turn (``out[:, j % channels]``), clipped to
+    The output ports take the chain's channels in turn (``out[:, j % channels]``), clipped to
     ``ceiling``. An exception in ``process`` is counted (:attr:`faults`) and that cycle is silent.
     """
 
