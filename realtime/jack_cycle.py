@@ -274,8 +274,7 @@ class CycleWorker:
             n, seq = int(c[FRAMES]), int(c[SEQ])
             inp, out = self._inbuf[:n], self._outbuf[:n]
             try:
-                for i in range(self._in.shape[0]):
-                    inp[:, i] = self._in[i, :n]
+                np.copyto(inp, self._in[:, :n].T)
                 t0 = time.perf_counter()
                 self._process(inp, out)
                 self.compute_s += time.perf_counter() - t0

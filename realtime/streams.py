@@ -46,7 +46,6 @@ from .devices import (
     resolve_pulse_device,
 )
 from .host import Host
-from .jack_cycle import CycleWorker
 from .priority import raise_helper_threads, raise_thread_priority
 
 BACKENDS = ("pulse", "sounddevice", "pyaudio", "file")
@@ -678,9 +677,9 @@ class JackStream(LiveStream):
             return int(jack._ffi.cast("uintptr_t", ptr))
 
         try:  # the callback is native code: it never takes the interpreter lock (jack_cycle.py)
-            self._worker = CycleWorker(jack._libname, address(self.client._ptr), [address(p._ptr) for p in self._ins],
-                                       [address(p._ptr) for p in self._outs], max(block, 8192), rate,
-                                       self.host.process, channels, js.CEILING)
+            self._worker = jc.CycleWorker(jack._libname, address(self.client._ptr),
+                                          [address(p._ptr) for p in self._ins], [address(p._ptr) for p in self._outs],
+                                          max(block, 8192), rate, self.host.process, channels, js.CEILING)
             if jack._lib.jack_set_process_callback(
                     self.client._ptr, jack._ffi.cast("JackProcessCallback", self._worker.callback.address),
                     jack._ffi.cast("void *", self._worker.arg)) != 0:
